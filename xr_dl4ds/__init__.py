@@ -1,0 +1,40 @@
+"""xr_dl4ds: deep-learning downscaling of gridded climate data, xarray-native.
+
+``import xr_dl4ds`` registers the ``.dl4ds`` accessor on DataArray and Dataset. torch is
+imported only when a network is built or run.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
+
+from . import accessor as _accessor  # noqa: F401  (registers .dl4ds)
+from .data.pairing import Pair, pair
+from .downscaler import Downscaler, fit
+from .exceptions import DL4DSError, DL4DSWarning
+from .grid import coarsen, get_spatial_dims
+from .inference import downscale
+from .io import load
+from .options import get_options, set_options
+
+try:
+    __version__ = _version("xr_dl4ds")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "DL4DSError",
+    "DL4DSWarning",
+    "Downscaler",
+    "Pair",
+    "coarsen",
+    "downscale",
+    "fit",
+    "get_options",
+    "get_spatial_dims",
+    "load",
+    "pair",
+    "set_options",
+    "__version__",
+]

@@ -1,0 +1,1 @@
+"""Data pairing, normalization and patch sampling (and the bundled sample file)."""

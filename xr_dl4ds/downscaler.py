@@ -1,0 +1,418 @@
+"""The trained model object (:class:`Downscaler`) and :func:`fit`, which makes one."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Hashable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import xarray as xr
+
+from .data.normalization import VariableStats, compute_stats
+from .data.pairing import Pair, pair
+from .exceptions import ConfigError, DataError, DL4DSWarning
+from .grid import is_periodic
+
+if TYPE_CHECKING:
+    import torch
+
+    from .models import ModelConfig
+
+__all__ = ["Downscaler", "GridInfo", "fit"]
+
+
+@dataclasses.dataclass(frozen=True)
+class GridInfo:
+    """The training grids: coordinate-only Datasets on the low- and high-res grids.
+
+    ``highres`` also holds the grid-mapping variable (e.g. ``rotated_pole``) when the
+    training data had one.
+    """
+
+    lowres: xr.Dataset
+    highres: xr.Dataset
+    y: str
+    x: str
+    time_dim: str
+    periodic: bool
+    grid_mapping: str | None = None
+
+    @property
+    def lowres_shape(self) -> tuple[int, int]:
+        return self.lowres.sizes[self.y], self.lowres.sizes[self.x]
+
+    @property
+    def highres_shape(self) -> tuple[int, int]:
+        return self.highres.sizes[self.y], self.highres.sizes[self.x]
+
+
+def _spatial_coords(ds: xr.Dataset, y: Hashable, x: Hashable) -> xr.Dataset:
+    coords = {n: c.variable for n, c in ds.coords.items() if set(c.dims) & {y, x}}
+    return xr.Dataset(coords=coords)
+
+
+def _grid_mapping(obj: xr.DataArray | xr.Dataset, target: Sequence[str]) -> tuple[str | None, xr.Dataset]:
+    """Name of the CF grid-mapping variable of the target and a Dataset holding it."""
+    arrays = [obj] if isinstance(obj, xr.DataArray) else [obj[n] for n in target]
+    for da in arrays:
+        gm = da.attrs.get("grid_mapping") or da.encoding.get("grid_mapping")
+        if gm:
+            if gm in obj.variables:
+                return str(gm), xr.Dataset({gm: obj[gm].variable})
+            return str(gm), xr.Dataset()
+    return None, xr.Dataset()
+
+
+class Downscaler:
+    """A trained downscaling model: network, configuration, normalization and grids.
+
+    Made by :func:`fit` (``ds.dl4ds.fit(...)``) or :func:`xr_dl4ds.load`; used by
+    ``coarse.dl4ds.downscale(model)``. It holds everything needed to downscale new data
+    without the training data: the network weights and :class:`~xr_dl4ds.models.ModelConfig`,
+    the normalization statistics with their units, the variable names and attrs, the
+    low- and high-resolution grids, the scale, the static fields, the training history
+    and the package versions.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: ModelConfig,
+        state_dict: Mapping[str, torch.Tensor],
+        target: Sequence[str],
+        predictors: Sequence[str],
+        static_names: Sequence[str],
+        stats: Mapping[str, VariableStats],
+        attrs: Mapping[str, Mapping[str, Any]],
+        grid: GridInfo,
+        static: np.ndarray,
+        static_lowres: np.ndarray,
+        mask: np.ndarray | None,
+        history: xr.Dataset,
+        training: Mapping[str, Any],
+        versions: Mapping[str, str],
+    ) -> None:
+        self.config = config
+        self.state_dict = dict(state_dict)
+        self.target = tuple(target)
+        self.predictors = tuple(predictors)
+        self.static_names = tuple(static_names)
+        self.stats = dict(stats)
+        self.attrs = {k: dict(v) for k, v in attrs.items()}
+        self.grid = grid
+        self.static = static
+        self.static_lowres = static_lowres
+        self.mask = mask
+        self.history = history
+        self.training = dict(training)
+        self.versions = dict(versions)
+        self._nets: dict[str, torch.nn.Module] = {}
+
+    @property
+    def scale(self) -> int:
+        return int(self.config.scale)
+
+    def network(self, device: str | torch.device = "cpu") -> torch.nn.Module:
+        """The network in eval mode on ``device`` (built once per device and cached)."""
+        import torch
+
+        from .models import create_model
+
+        key = str(device)
+        net = self._nets.get(key)
+        if net is None:
+            net = create_model(self.config)
+            net.load_state_dict(self.state_dict)
+            net.to(torch.device(device)).eval()
+            self._nets[key] = net
+        return net
+
+    def save(self, path: str | Any) -> None:
+        """Write the model to one self-describing file (see :func:`xr_dl4ds.load`)."""
+        from .io import save
+
+        save(self, path)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_nets"] = {}
+        return state
+
+    def __repr__(self) -> str:
+        c = self.config
+        y, x = self.grid.y, self.grid.x
+        (h, w), (H, W) = self.grid.lowres_shape, self.grid.highres_shape
+        n_params = sum(int(np.prod(t.shape)) for t in self.state_dict.values())
+        epochs = self.history.sizes.get("epoch", 0)
+        lines = [
+            f"<xr_dl4ds.Downscaler {c.backbone}+{c.upsampling} x{c.scale}>",
+            f"  target:     {', '.join(f'{t} [{self.stats[t].units}]' for t in self.target)}",
+            f"  predictors: {', '.join(self.predictors) or '-'}",
+            f"  static:     {', '.join(self.static_names) or '-'}",
+            f"  grid:       {y}: {h} -> {H}, {x}: {w} -> {W}"
+            + (" (periodic)" if self.grid.periodic else ""),
+            f"  network:    {n_params:,} parameters, n_filters={c.n_filters}, "
+            f"n_blocks={c.n_blocks}, residual={c.residual}",
+            f"  trained:    {epochs} epochs, loss={self.training.get('loss')}",
+        ]
+        if epochs:
+            last = self.history.isel(epoch=-1)
+            s = f"  last epoch: loss={float(last['loss']):.4g}"
+            if "val_loss" in self.history:
+                s += f", val_loss={float(last['val_loss']):.4g}"
+            lines.append(s)
+        return "\n".join(lines)
+
+
+def _split_validation(
+    p: Pair, val_time: Any, val_fraction: float | None
+) -> tuple[Pair, Pair | None]:
+    t = p.time_dim
+    n = p.highres.sizes[t]
+    if val_time is not None and val_fraction:
+        raise ConfigError("Pass either val_time= or val_fraction=, not both.")
+    if val_time is not None:
+        times = p.highres[t].to_index()
+        if isinstance(val_time, slice):
+            idx = times.slice_indexer(val_time.start, val_time.stop)
+            is_val = np.zeros(n, bool)
+            is_val[idx] = True
+        else:
+            sel = p.highres[t].sel({t: val_time})
+            is_val = np.isin(p.highres[t].values, np.atleast_1d(sel.values))
+    elif val_fraction:
+        if not 0 < val_fraction < 1:
+            raise ConfigError(
+                f"val_fraction={val_fraction!r} must be between 0 and 1 (exclusive), e.g. 0.2."
+            )
+        n_val = max(1, int(round(n * val_fraction)))
+        is_val = np.zeros(n, bool)
+        is_val[n - n_val :] = True  # the last steps: a split by time, not at random
+    else:
+        return p, None
+    if is_val.all() or not is_val.any():
+        raise ConfigError(
+            f"The validation split leaves {int((~is_val).sum())} training and "
+            f"{int(is_val.sum())} validation steps out of {n}; both must be at least 1. "
+            "Adjust val_time= / val_fraction=."
+        )
+    return p.isel_time(np.flatnonzero(~is_val)), p.isel_time(np.flatnonzero(is_val))
+
+
+_TRAINING_KEYS = ("loss", "epochs", "batch_size", "patch_size", "learning_rate", "steps_per_epoch", "seed")
+
+
+def fit(
+    obj: xr.DataArray | xr.Dataset,
+    *,
+    scale: int,
+    target: str | Sequence[str] | None = None,
+    lowres: xr.DataArray | xr.Dataset | None = None,
+    static: str | Sequence[str] | xr.DataArray | xr.Dataset | None = None,
+    predictors: str | Sequence[str] | xr.DataArray | xr.Dataset | None = None,
+    backbone: str = "resnet",
+    upsampling: str = "spc",
+    loss: str = "mae",
+    epochs: int = 30,
+    batch_size: int = 16,
+    patch_size: int | Mapping[str, int] | None = 64,
+    steps_per_epoch: int | None = None,
+    learning_rate: float = 1e-3,
+    val_time: Any = None,
+    val_fraction: float | None = None,
+    seed: int | None = 0,
+    device: str = "auto",
+    progress: bool = True,
+    spatial_dims: Sequence[Hashable] | Mapping[str, Hashable] | None = None,
+    time_dim: Hashable | None = None,
+    **model_options: Any,
+) -> Downscaler:
+    """Train a downscaling network on high-resolution data.
+
+    Perfect prognosis by default (the low-resolution input is the block mean of the
+    high-resolution target); MOS with ``lowres=``. See :func:`xr_dl4ds.pair` for
+    ``target``, ``lowres``, ``static`` and ``predictors``.
+
+    Parameters
+    ----------
+    obj : DataArray or Dataset
+        High-resolution training data with a time dimension.
+    scale : int
+        Refinement factor (integer >= 2).
+    backbone, upsampling : str
+        See :func:`xr_dl4ds.models.list_backbones` and ``list_upsamplings``.
+    loss : str
+        ``"mae"`` or ``"mse"`` (mask-aware; see :func:`xr_dl4ds.losses.list_losses`).
+    epochs, batch_size : int
+    patch_size : int, mapping or None
+        Side of the random square patches, in high-resolution cells (a multiple of
+        ``scale``); ``None`` trains on whole fields.
+    steps_per_epoch : int, optional
+        Batches per epoch; default: enough patches to cover every training field once.
+    learning_rate : float
+        Adam learning rate.
+    val_time : slice or labels, optional
+        Time steps held out for validation, e.g. ``slice("2010", "2012")``.
+    val_fraction : float, optional
+        Hold out the last ``val_fraction`` of the time steps instead.
+    seed : int or None
+        Seeds weights and patch sampling; training on CPU is then deterministic.
+    device : str
+        ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+    progress : bool
+        Show a progress bar over epochs.
+    spatial_dims, time_dim : optional
+        Overrides of the dimension detection.
+    **model_options
+        Fields of :class:`~xr_dl4ds.models.ModelConfig`: ``n_filters``, ``n_blocks``,
+        ``normalization``, ``activation``, ``attention``, ``dropout_rate``,
+        ``output_activation``, ``residual``, ``interpolation``.
+
+    Returns
+    -------
+    Downscaler
+
+    Examples
+    --------
+    >>> from xr_dl4ds.testing import synthetic_dataset
+    >>> model = fit(synthetic_dataset(), scale=4, epochs=1, patch_size=16, progress=False)
+    >>> model.target, model.scale
+    (('tas',), 4)
+    """
+    import torch
+
+    from . import __version__
+    from .data.samples import patch_shape, random_patches, to_arrays, whole_fields
+    from .losses import get_loss
+    from .models import ModelConfig, create_model
+    from .training.supervised import resolve_device, seed_everything, train_supervised
+
+    # -- validate every option before touching data ---------------------------------
+    for name, value, minimum in (("epochs", epochs, 1), ("batch_size", batch_size, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ConfigError(f"{name}={value!r} must be an integer >= {minimum}.")
+    if steps_per_epoch is not None and (not isinstance(steps_per_epoch, int) or steps_per_epoch < 1):
+        raise ConfigError(f"steps_per_epoch={steps_per_epoch!r} must be None or an integer >= 1.")
+    if not (isinstance(learning_rate, (int, float)) and learning_rate > 0 and math.isfinite(learning_rate)):
+        raise ConfigError(f"learning_rate={learning_rate!r} must be a positive number, e.g. 1e-3.")
+    loss_fn = get_loss(loss)
+    dev = resolve_device(device)
+    known = {f.name for f in dataclasses.fields(ModelConfig)} - {
+        "backbone", "upsampling", "scale", "in_channels", "out_channels", "static_channels"
+    }
+    unknown = sorted(set(model_options) - known)
+    if unknown:
+        raise ConfigError(
+            f"Unknown option(s) {unknown} for fit(). Network options are {sorted(known)}; "
+            "training options are the named parameters of fit()."
+        )
+
+    # -- pair and split --------------------------------------------------------------
+    p = pair(obj, scale=scale, target=target, lowres=lowres, static=static, predictors=predictors,
+             spatial_dims=spatial_dims, time_dim=time_dim)
+    train_pair, val_pair = _split_validation(p, val_time, val_fraction)
+    ydim, xdim = p.spatial_dims
+    config = ModelConfig(
+        backbone=backbone,
+        upsampling=upsampling,
+        scale=p.scale,
+        in_channels=len(p.target) + len(p.predictors) + len(p.static_names),
+        out_channels=len(p.target),
+        static_channels=len(p.static_names),
+        **model_options,
+    )
+    rng = seed_everything(seed)
+    net = create_model(config)  # weights drawn right after seeding: reproducible
+
+    # -- statistics over the training period (one lazy pass), then arrays -------------
+    stats = compute_stats(train_pair.highres)
+    if p.predictors:
+        stats.update(compute_stats(train_pair.lowres, p.predictors))
+    if p.static_names:
+        stats.update(compute_stats(p.static))
+    arrays = to_arrays(train_pair, stats)
+    val_arrays = to_arrays(val_pair, stats) if val_pair is not None else None
+
+    patch = patch_shape(patch_size, p.scale, arrays.lowres.shape[-2:])
+    h, w = arrays.lowres.shape[-2:]
+    if steps_per_epoch is None:
+        per_field = (h * w) / (patch[0] * patch[1])
+        steps_per_epoch = max(1, math.ceil(arrays.n_samples * per_field / batch_size))
+
+    def train_batches(epoch: int):
+        return random_patches(arrays, scale=p.scale, patch=patch, batch_size=batch_size,
+                              n_batches=steps_per_epoch, rng=rng)
+
+    val_batches = None
+    if val_arrays is not None:
+        def val_batches():
+            return whole_fields(val_arrays, scale=p.scale, batch_size=batch_size)
+
+    history = train_supervised(
+        net, train_batches, epochs=epochs, loss_fn=loss_fn, learning_rate=learning_rate,
+        device=dev, val_batches=val_batches, progress=progress,
+    )
+
+    # -- assemble the model object ---------------------------------------------------
+    epochs_coord = np.arange(1, epochs + 1)
+    hist = xr.Dataset(
+        {
+            "loss": ("epoch", np.asarray(history["loss"]), {"long_name": f"training loss ({loss}, normalized units)"}),
+            "learning_rate": ("epoch", np.asarray(history["learning_rate"]), {"long_name": "learning rate"}),
+            "duration": ("epoch", np.asarray(history["time"]), {"long_name": "epoch duration", "units": "s"}),
+        },
+        coords={"epoch": ("epoch", epochs_coord, {"long_name": "epoch"})},
+    )
+    if "val_loss" in history:
+        hist["val_loss"] = ("epoch", np.asarray(history["val_loss"]),
+                            {"long_name": f"validation loss ({loss}, normalized units)"})
+
+    hr_grid = _spatial_coords(p.highres, ydim, xdim)
+    gm_name, gm = _grid_mapping(obj, p.target)
+    hr_grid = hr_grid.merge(gm)
+    lr_grid = _spatial_coords(p.lowres, ydim, xdim)
+    valid = np.isfinite(arrays.highres).any(axis=0)
+    mask = None if valid.all() else valid
+    attrs = {n: dict(p.highres[n].attrs) for n in p.target}
+    attrs.update({n: dict(p.lowres[n].attrs) for n in p.predictors})
+    attrs.update({n: dict(p.static[n].attrs) for n in p.static_names})
+    x_coord = p.highres[xdim] if xdim in p.highres.coords else None
+    grid = GridInfo(
+        lowres=lr_grid,
+        highres=hr_grid,
+        y=str(ydim),
+        x=str(xdim),
+        time_dim=str(p.time_dim),
+        periodic=bool(x_coord is not None and is_periodic(x_coord)),
+        grid_mapping=gm_name,
+    )
+    versions = {"xr_dl4ds": __version__, "torch": torch.__version__, "xarray": xr.__version__,
+                "numpy": np.__version__}
+    training = {
+        "loss": loss if isinstance(loss, str) else getattr(loss, "__name__", "custom"),
+        "epochs": epochs, "batch_size": batch_size,
+        "patch_size": None if patch_size is None else [patch[0] * p.scale, patch[1] * p.scale],
+        "steps_per_epoch": steps_per_epoch, "learning_rate": float(learning_rate), "seed": seed,
+        "mode": p.mode, "device": str(dev),
+        "train_steps": int(arrays.n_samples), "val_steps": int(val_arrays.n_samples) if val_arrays else 0,
+        "train_period": _period(train_pair), "val_period": _period(val_pair) if val_pair else None,
+    }
+    if not np.isfinite(history["loss"][-1]):
+        warnings.warn("The final training loss is not finite.", DL4DSWarning, stacklevel=2)
+    if mask is not None and not mask.any():
+        raise DataError("Every high-resolution cell is missing in the training data.")
+    state = {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()}
+    return Downscaler(
+        config=config, state_dict=state, target=p.target, predictors=p.predictors,
+        static_names=p.static_names, stats=stats, attrs=attrs, grid=grid, static=arrays.static,
+        static_lowres=arrays.static_lowres, mask=mask, history=hist, training=training,
+        versions=versions,
+    )
+
+
+def _period(p: Pair) -> list[str]:
+    t = p.highres[p.time_dim].values
+    return [str(t[0]), str(t[-1])]

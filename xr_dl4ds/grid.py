@@ -1,0 +1,427 @@
+"""Spatial grids: finding the spatial dims, scale checks, block-mean coarsening and the
+high-resolution coordinates that belong to a coarse grid.
+
+Conventions
+-----------
+Coarsening is a block mean over ``scale x scale`` high-resolution cells. Coarse cell ``i``
+is therefore centred on the mean of the fine centres ``i*scale ... i*scale + scale - 1``,
+i.e. at fine fractional index ``i*scale + (scale - 1) / 2``. :func:`refine_coords` inverts
+exactly that mapping, so ``coarsen(refine(c)) == c`` for any regular coordinate.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+import xarray as xr
+
+from .exceptions import DL4DSWarning, GridError, ScaleError
+
+T_Xarray = TypeVar("T_Xarray", xr.DataArray, xr.Dataset)
+
+__all__ = [
+    "get_spatial_dims",
+    "check_scale",
+    "trim_to_scale",
+    "coarsen",
+    "refine_coords",
+    "highres_coords",
+    "is_periodic",
+    "locate_subgrid",
+    "T_Xarray",
+]
+
+# (y, x) name pairs tried after cf-xarray, in order.
+_NAME_PAIRS: tuple[tuple[str, str], ...] = (
+    ("lat", "lon"),
+    ("latitude", "longitude"),
+    ("rlat", "rlon"),
+    ("y", "x"),
+    ("nav_lat", "nav_lon"),
+)
+_Y_STANDARD_NAMES = {"latitude", "grid_latitude", "projection_y_coordinate"}
+_X_STANDARD_NAMES = {"longitude", "grid_longitude", "projection_x_coordinate"}
+_Y_UNITS = {"degrees_north", "degree_north", "degree_N", "degrees_N", "degreeN", "degreesN"}
+_X_UNITS = {"degrees_east", "degree_east", "degree_E", "degrees_E", "degreeE", "degreesE"}
+
+
+def _axis_of(obj: xr.DataArray | xr.Dataset, dim: Hashable) -> str | None:
+    """'Y', 'X' or None for a dimension, from the CF attrs of its coordinate."""
+    if dim not in obj.coords:
+        return None
+    attrs = obj[dim].attrs
+    axis = str(attrs.get("axis", "")).upper()
+    if axis in ("X", "Y"):
+        return axis
+    sn = attrs.get("standard_name")
+    if sn in _Y_STANDARD_NAMES:
+        return "Y"
+    if sn in _X_STANDARD_NAMES:
+        return "X"
+    units = attrs.get("units")
+    if units in _Y_UNITS:
+        return "Y"
+    if units in _X_UNITS:
+        return "X"
+    return None
+
+
+def get_spatial_dims(
+    obj: xr.DataArray | xr.Dataset,
+    spatial_dims: Sequence[Hashable] | Mapping[str, Hashable] | None = None,
+) -> tuple[Hashable, Hashable]:
+    """Find the ``(y, x)`` spatial dimensions of an xarray object.
+
+    The search goes: an explicit ``spatial_dims`` override; then the CF attributes of the
+    dimension coordinates (``axis``, ``standard_name``, ``units``, as cf-xarray reads
+    them); then the common names ``lat/lon``, ``latitude/longitude``, ``rlat/rlon``,
+    ``y/x``.
+
+    Parameters
+    ----------
+    obj : DataArray or Dataset
+    spatial_dims : (y, x) sequence or {"y": ..., "x": ...} mapping, optional
+        Override the detection.
+
+    Returns
+    -------
+    tuple
+        ``(y_dim, x_dim)``.
+
+    Raises
+    ------
+    GridError
+        When no pair of spatial dimensions can be found, or an override names a
+        dimension that does not exist.
+
+    Examples
+    --------
+    >>> from xr_dl4ds.testing import synthetic_dataset
+    >>> get_spatial_dims(synthetic_dataset())
+    ('lat', 'lon')
+    """
+    dims = tuple(obj.dims)
+    if spatial_dims is not None:
+        if isinstance(spatial_dims, Mapping):
+            try:
+                pair = (spatial_dims["y"], spatial_dims["x"])
+            except KeyError:
+                raise GridError(
+                    f"spatial_dims={dict(spatial_dims)!r} must have the keys 'y' and 'x', "
+                    "e.g. spatial_dims={'y': 'rlat', 'x': 'rlon'}."
+                ) from None
+        else:
+            pair = tuple(spatial_dims)  # type: ignore[assignment]
+            if len(pair) != 2:
+                raise GridError(
+                    f"spatial_dims={spatial_dims!r} must name exactly two dimensions (y, x)."
+                )
+        missing = [d for d in pair if d not in dims]
+        if missing:
+            raise GridError(
+                f"spatial_dims={tuple(pair)!r}: dimension(s) {missing} not found; the object "
+                f"has dims {dims}. Pass the names of its (y, x) dimensions."
+            )
+        return pair[0], pair[1]
+
+    ys = [d for d in dims if _axis_of(obj, d) == "Y"]
+    xs = [d for d in dims if _axis_of(obj, d) == "X"]
+    if len(ys) == 1 and len(xs) == 1:
+        return ys[0], xs[0]
+    for y, x in _NAME_PAIRS:
+        if y in dims and x in dims:
+            return y, x
+    raise GridError(
+        f"Could not find the spatial dimensions of this object: its dims are {dims}. "
+        "xr_dl4ds looks for dimension coordinates with CF attrs (axis='Y'/'X', "
+        "standard_name latitude/longitude/grid_latitude/projection_y_coordinate..., units "
+        "degrees_north/degrees_east) and then for the names lat/lon, latitude/longitude, "
+        "rlat/rlon and y/x. To fix, pass spatial_dims=('<y dim>', '<x dim>'), or set "
+        "obj['<dim>'].attrs['axis'] = 'Y' / 'X'."
+    )
+
+
+def check_scale(scale: Any) -> int:
+    """Return ``scale`` as an ``int`` after checking it is an integer >= 2.
+
+    Raises
+    ------
+    ScaleError
+        For anything that is not an integer (``2.0`` is accepted) of at least 2.
+    """
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
+        raise ScaleError(
+            f"scale must be an integer >= 2 (the ratio of low- to high-resolution grid "
+            f"spacing), got {scale!r} of type {type(scale).__name__}. Pass e.g. scale=4."
+        )
+    if not float(scale).is_integer() or scale < 2:
+        raise ScaleError(
+            f"scale must be an integer >= 2, got {scale!r}. Only integer refinement factors "
+            "are supported: regrid the low-resolution data so that each coarse cell holds "
+            "scale x scale fine cells, then pass that integer."
+        )
+    return int(scale)
+
+
+def trim_to_scale(
+    obj: T_Xarray,
+    scale: int,
+    *,
+    spatial_dims: Sequence[Hashable] | Mapping[str, Hashable] | None = None,
+) -> T_Xarray:
+    """Drop trailing rows/columns so that both spatial sizes are multiples of ``scale``.
+
+    Issues a :class:`~xr_dl4ds.exceptions.DL4DSWarning` that says how many were dropped;
+    returns the object unchanged (no warning) when nothing needs trimming.
+    """
+    scale = check_scale(scale)
+    ydim, xdim = get_spatial_dims(obj, spatial_dims)
+    ny, nx = obj.sizes[ydim], obj.sizes[xdim]
+    dy, dx = ny % scale, nx % scale
+    if dy == 0 and dx == 0:
+        return obj
+    if ny < scale or nx < scale:
+        raise GridError(
+            f"The grid ({ydim}: {ny}, {xdim}: {nx}) is smaller than one coarse cell at "
+            f"scale={scale}. Use a larger domain or a smaller scale."
+        )
+    warnings.warn(
+        f"The grid ({ydim}: {ny}, {xdim}: {nx}) is not a multiple of scale={scale}: "
+        f"dropping the last {dy} row(s) of {ydim!r} and the last {dx} column(s) of "
+        f"{xdim!r}. To choose which cells go, select them yourself first, e.g. "
+        f"obj.isel({ydim}=slice(0, {ny - dy}), {xdim}=slice(0, {nx - dx})).",
+        DL4DSWarning,
+        stacklevel=3,
+    )
+    return obj.isel({ydim: slice(0, ny - dy), xdim: slice(0, nx - dx)})
+
+
+def _is_longitude(coord: xr.DataArray) -> bool:
+    attrs = coord.attrs
+    return (
+        attrs.get("standard_name") == "longitude"
+        or attrs.get("units") in _X_UNITS
+        or str(coord.name).lower() in ("lon", "longitude", "nav_lon")
+    )
+
+
+def _block_mean_coord(coord: xr.DataArray, dims: Mapping[Hashable, int]) -> xr.DataArray:
+    """Block mean of a coordinate variable; longitudes are averaged on the circle."""
+    cdims = {d: s for d, s in dims.items() if d in coord.dims}
+    if not cdims:
+        return coord
+    if _is_longitude(coord) and coord.ndim > 1:
+        rad = np.deg2rad(coord)
+        s = np.sin(rad).coarsen(cdims).mean()
+        c = np.cos(rad).coarsen(cdims).mean()
+        out = np.rad2deg(np.arctan2(s, c))
+        # keep the original convention (0..360 or -180..180)
+        if float(coord.min()) >= 0:
+            out = out % 360
+        return out.assign_attrs(coord.attrs)
+    return coord.coarsen(cdims).mean().assign_attrs(coord.attrs)
+
+
+def coarsen(
+    obj: T_Xarray,
+    scale: int,
+    *,
+    spatial_dims: Sequence[Hashable] | Mapping[str, Hashable] | None = None,
+) -> T_Xarray:
+    """Block-mean coarsening by ``scale`` in both spatial dimensions.
+
+    Missing values are skipped (a coarse cell is the mean of its valid fine cells, NaN
+    only when all of them are missing). Grids that are not a multiple of ``scale`` are
+    trimmed first, with a warning. The coarse coordinates are the block means of the
+    fine ones (longitudes of 2-D auxiliary coordinates averaged on the circle); every
+    attribute, non-spatial coordinate and variable without spatial dims is kept.
+    Dask-backed input stays lazy.
+
+    Examples
+    --------
+    >>> from xr_dl4ds.testing import synthetic_dataset
+    >>> hr = synthetic_dataset(ny=32, nx=48)
+    >>> dict(coarsen(hr, 4).sizes)
+    {'time': 8, 'lat': 8, 'lon': 12}
+    """
+    scale = check_scale(scale)
+    ydim, xdim = get_spatial_dims(obj, spatial_dims)
+    obj = trim_to_scale(obj, scale, spatial_dims=(ydim, xdim))
+    dims = {ydim: scale, xdim: scale}
+
+    def _coarsen_da(da: xr.DataArray) -> xr.DataArray:
+        cdims = {d: s for d, s in dims.items() if d in da.dims}
+        if not cdims:
+            return da
+        if not np.issubdtype(da.dtype, np.number) or np.issubdtype(da.dtype, np.bool_):
+            raise GridError(
+                f"Cannot block-average the non-numeric variable {da.name!r} "
+                f"(dtype {da.dtype}). Drop it before coarsening."
+            )
+        data = da.variable.coarsen(cdims, func="mean", keep_attrs=True)
+        return xr.DataArray(data, dims=da.dims, name=da.name, attrs=da.attrs)
+
+    coords = {
+        name: _block_mean_coord(xr.DataArray(coord.variable, name=name), dims).variable
+        for name, coord in obj.coords.items()
+    }
+    if isinstance(obj, xr.DataArray):
+        out = _coarsen_da(obj.drop_vars(list(obj.coords))).assign_coords(coords)
+        return out  # type: ignore[return-value]
+    data_vars = {
+        name: _coarsen_da(da.drop_vars(list(da.coords))) for name, da in obj.data_vars.items()
+    }
+    out_ds = xr.Dataset(data_vars, coords=coords, attrs=obj.attrs)
+    for name in obj.data_vars:
+        out_ds[name].encoding = {}
+    return out_ds  # type: ignore[return-value]
+
+
+def _fractional_fine_index(n_fine: int, scale: int) -> np.ndarray:
+    """Coarse fractional index of each fine cell centre under block-mean coarsening."""
+    j = np.arange(n_fine, dtype=np.float64)
+    return (j - (scale - 1) / 2.0) / scale
+
+
+def _interp_linear_extrap(xq: np.ndarray, values: np.ndarray, axis: int) -> np.ndarray:
+    """Linear interpolation of ``values`` (sampled at 0..n-1 along ``axis``) at ``xq``,
+    with linear extrapolation beyond the ends."""
+    values = np.moveaxis(np.asarray(values, dtype=np.float64), axis, 0)
+    n = values.shape[0]
+    if n == 1:
+        out = np.repeat(values, len(xq), axis=0)
+        return np.moveaxis(out, 0, axis)
+    i0 = np.clip(np.floor(xq).astype(int), 0, n - 2)
+    w = (xq - i0).reshape((-1,) + (1,) * (values.ndim - 1))
+    out = values[i0] * (1 - w) + values[i0 + 1] * w
+    return np.moveaxis(out, 0, axis)
+
+
+def refine_coords(values: np.ndarray, scale: int, *, axis: int = 0, longitude: bool = False) -> np.ndarray:
+    """High-resolution coordinate values for coarse ``values`` along ``axis``.
+
+    The inverse of block-mean coarsening: fine cell ``j`` sits at coarse fractional
+    index ``(j - (scale - 1)/2) / scale``, interpolated linearly (extrapolated linearly
+    at the edges). For a regular coordinate with spacing ``d`` this gives the fine
+    centres ``c_i + (k - (scale - 1)/2) * d / scale``, ``k = 0..scale-1``.
+    Longitudes are unwrapped before and wrapped back after (keeping a 0..360 or
+    -180..180 convention).
+
+    Examples
+    --------
+    >>> refine_coords(np.array([1.5, 5.5]), 4)
+    array([0., 1., 2., 3., 4., 5., 6., 7.])
+    """
+    scale = check_scale(scale)
+    values = np.asarray(values)
+    if values.dtype.kind in "mM":
+        raise GridError("Spatial coordinates must be numeric, got datetimes.")
+    v = values.astype(np.float64)
+    if longitude:
+        v = np.unwrap(v, period=360.0, axis=axis)
+    n_fine = values.shape[axis] * scale
+    out = _interp_linear_extrap(_fractional_fine_index(n_fine, scale), v, axis)
+    if longitude:
+        if np.nanmin(values) >= 0:
+            out = np.mod(out, 360.0)
+        elif np.nanmax(values) <= 180:
+            out = (out + 180.0) % 360.0 - 180.0
+    if values.dtype.kind == "f":
+        out = out.astype(values.dtype)
+    return out
+
+
+def highres_coords(
+    obj: xr.DataArray | xr.Dataset,
+    scale: int,
+    *,
+    spatial_dims: Sequence[Hashable] | Mapping[str, Hashable] | None = None,
+) -> dict[Hashable, xr.Variable]:
+    """The high-resolution versions of every coordinate of ``obj`` that has a spatial dim.
+
+    1-D dimension coordinates and 2-D auxiliary coordinates (e.g. ``lat(rlat, rlon)``
+    of a rotated-pole grid) are refined with :func:`refine_coords`; attrs are kept.
+    Coordinates without spatial dims are not returned.
+    """
+    scale = check_scale(scale)
+    ydim, xdim = get_spatial_dims(obj, spatial_dims)
+    out: dict[Hashable, xr.Variable] = {}
+    for name, coord in obj.coords.items():
+        sdims = [d for d in coord.dims if d in (ydim, xdim)]
+        if not sdims:
+            continue
+        values = np.asarray(coord.values)
+        lon = _is_longitude(coord)
+        for d in sdims:
+            values = refine_coords(values, scale, axis=coord.dims.index(d), longitude=lon)
+        out[name] = xr.Variable(coord.dims, values, attrs=coord.attrs)
+    return out
+
+
+def is_periodic(coord: xr.DataArray | np.ndarray, *, rtol: float = 1e-3) -> bool:
+    """True when a 1-D longitude coordinate is regular and spans exactly 360 degrees."""
+    values = np.asarray(coord, dtype=np.float64)
+    if isinstance(coord, xr.DataArray) and not _is_longitude(coord):
+        return False
+    if values.ndim != 1 or values.size < 3:
+        return False
+    d = np.diff(values)
+    if not np.allclose(d, d[0], rtol=rtol, atol=0):
+        return False
+    return math.isclose(abs(d[0]) * values.size, 360.0, rel_tol=rtol)
+
+
+def _spacing(values: np.ndarray) -> float:
+    if values.size < 2:
+        return 1.0
+    return float(np.median(np.abs(np.diff(values))))
+
+
+def locate_subgrid(
+    reference: np.ndarray,
+    query: np.ndarray,
+    *,
+    tolerance: float = 0.01,
+    name: str = "coordinate",
+    longitude: bool = False,
+) -> int:
+    """Offset at which ``query`` appears as a contiguous run inside ``reference``.
+
+    Both are 1-D coordinate arrays. ``tolerance`` is a fraction of the grid spacing of
+    ``reference``. Raises :class:`GridError` when ``query`` is not such a run.
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    q = np.asarray(query, dtype=np.float64)
+    atol = tolerance * _spacing(ref)
+
+    def _diff(a: np.ndarray, b: np.ndarray | float) -> np.ndarray:
+        d = a - b
+        if longitude:
+            d = (d + 180.0) % 360.0 - 180.0
+        return np.abs(d)
+
+    if q.size <= ref.size:
+        starts = np.flatnonzero(_diff(ref, q[0]) <= atol)
+        for s in starts:
+            if s + q.size <= ref.size and np.all(_diff(ref[s : s + q.size], q) <= atol):
+                return int(s)
+    raise GridError(
+        f"The {name} values ({_describe(q)}) do not match the expected grid "
+        f"({_describe(ref)}) within {tolerance:g} grid spacings. They must be the same "
+        "cell centres, or a contiguous part of them."
+    )
+
+
+def _describe(values: np.ndarray) -> str:
+    values = np.asarray(values)
+    if values.size == 0:
+        return "empty"
+    if values.size == 1:
+        return f"1 value: {values[0]:.6g}"
+    step = values[1] - values[0]
+    return f"{values.size} values from {values[0]:.6g} to {values[-1]:.6g}, step {step:.6g}"

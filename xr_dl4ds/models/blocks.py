@@ -1,0 +1,316 @@
+"""Building blocks of the DL4DS networks, in PyTorch (channels-first, ``N, C, H, W``).
+
+Semantics follow DL4DS' ``dl4ds.models.blocks`` (see the reference report, §1.3), with
+two deliberate changes:
+
+* every 3x3 convolution pads its borders by **replication** (``padding_mode="replicate"``)
+  instead of zeros, so a constant field stays constant up to the border and border rows
+  are not pulled toward zero (DESIGN.md, "Edges");
+* ``"ln"`` is a *channels-first layer normalization* (:class:`LayerNorm2d`): each pixel
+  is normalised over its channels, with a per-channel scale and shift. That is what
+  Keras' ``LayerNormalization(axis=-1)`` does in DL4DS, and, unlike ``GroupNorm(1, C)``,
+  it uses no statistics over space, so a network's output does not depend on the size
+  of the domain or tile it is applied to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from xr_dl4ds.exceptions import ConfigError
+from xr_dl4ds.models.config import ACTIVATIONS, NORMALIZATIONS, OUTPUT_ACTIVATIONS
+
+__all__ = [
+    "ChannelAttention",
+    "ConvBlock",
+    "LayerNorm2d",
+    "ResidualBlock",
+    "TransitionBlock",
+    "conv3x3",
+    "make_activation",
+    "make_dropout",
+    "make_normalization",
+]
+
+_ACTIVATION_FACTORIES: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "leaky_relu": nn.LeakyReLU,
+    "selu": nn.SELU,
+    "silu": nn.SiLU,
+    "sigmoid": nn.Sigmoid,
+    "softplus": nn.Softplus,
+    "tanh": nn.Tanh,
+}
+
+
+def make_activation(name: str | None) -> nn.Module:
+    """Return the activation layer called ``name`` (``None`` gives :class:`nn.Identity`).
+
+    Parameters
+    ----------
+    name : str or None
+        One of ``"relu", "elu", "gelu", "leaky_relu", "selu", "silu"`` (hidden layers),
+        ``"sigmoid", "softplus", "tanh"`` (output only), or None for a linear layer.
+
+    Raises
+    ------
+    ConfigError
+        ``name`` is not a known activation.
+    """
+    if name is None:
+        return nn.Identity()
+    factory = _ACTIVATION_FACTORIES.get(name) if isinstance(name, str) else None
+    if factory is None:
+        raise ConfigError(
+            f"Unknown activation {name!r}. Allowed: None, "
+            f"{', '.join(repr(a) for a in OUTPUT_ACTIVATIONS)} (the last three on the output "
+            f"only: {', '.join(repr(a) for a in ACTIVATIONS)} for hidden layers). "
+            "Fix: pass one of the allowed names."
+        )
+    return factory()
+
+
+class LayerNorm2d(nn.Module):
+    """Layer normalization over the channel dimension of a ``(N, C, H, W)`` tensor.
+
+    Each pixel is normalised by the mean and variance of its ``C`` channels, then scaled
+    and shifted per channel. No statistics are taken over space.
+
+    Parameters
+    ----------
+    num_channels : int
+        ``C``.
+    eps : float, default 1e-5
+        Added to the variance.
+    """
+
+    def __init__(self, num_channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.num_channels = num_channels
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(num_channels))
+        self.bias = nn.Parameter(torch.zeros(num_channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        mean = x.mean(dim=1, keepdim=True)
+        var = x.var(dim=1, keepdim=True, unbiased=False)
+        x = (x - mean) * torch.rsqrt(var + self.eps)
+        return x * self.weight[:, None, None] + self.bias[:, None, None]
+
+    def extra_repr(self) -> str:
+        return f"{self.num_channels}, eps={self.eps}"
+
+
+def make_normalization(name: str | None, num_channels: int) -> nn.Module:
+    """Return the normalization layer for ``num_channels`` channels.
+
+    Parameters
+    ----------
+    name : {None, "bn", "ln"}
+        ``"bn"``: :class:`torch.nn.BatchNorm2d`; ``"ln"``: :class:`LayerNorm2d`
+        (channels-first layer normalization); None: :class:`torch.nn.Identity`.
+    num_channels : int
+        Channels of the normalised tensor.
+
+    Raises
+    ------
+    ConfigError
+        ``name`` is not a known normalization.
+    """
+    if name is None:
+        return nn.Identity()
+    if name == "bn":
+        return nn.BatchNorm2d(num_channels)
+    if name == "ln":
+        return LayerNorm2d(num_channels)
+    raise ConfigError(
+        f"Unknown normalization {name!r}. Allowed: None, "
+        f"{', '.join(repr(n) for n in NORMALIZATIONS)}. Fix: pass one of the allowed values."
+    )
+
+
+def make_dropout(rate: float) -> nn.Module:
+    """Element-wise dropout with ``rate`` (:class:`nn.Identity` when the rate is 0)."""
+    return nn.Dropout(rate) if rate > 0 else nn.Identity()
+
+
+@torch.no_grad()
+def init_conv_(conv: nn.Conv2d) -> nn.Conv2d:
+    """Initialise ``conv`` in place as Keras (and so DL4DS) does: Glorot-uniform weights,
+    zero bias.
+
+    PyTorch's default (uniform with variance ``1 / (3 fan_in)``) shrinks the signal by
+    about ``1/sqrt(3)`` per linear layer; through the output module that starves the
+    zero-initialised last convolution of gradient (measured: one-sample overfitting
+    stalled for most seeds with the default, for none with Glorot).
+    """
+    nn.init.xavier_uniform_(conv.weight)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+    return conv
+
+
+def conv3x3(in_channels: int, out_channels: int, *, bias: bool = True) -> nn.Conv2d:
+    """A 3x3 convolution with "same" size and replicated borders (Glorot init, zero bias)."""
+    return init_conv_(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, padding_mode="replicate", bias=bias)
+    )
+
+
+def conv1x1(in_channels: int, out_channels: int, *, bias: bool = True) -> nn.Conv2d:
+    """A 1x1 convolution (Glorot init, zero bias)."""
+    return init_conv_(nn.Conv2d(in_channels, out_channels, 1, bias=bias))
+
+
+class ChannelAttention(nn.Module):
+    """Squeeze-and-excitation channel attention.
+
+    Global spatial mean → 1x1 conv to ``max(1, C // reduction)`` channels + ReLU → 1x1
+    conv back to ``C`` channels + sigmoid → the input is rescaled channel by channel.
+
+    Note the global mean: the output at a pixel depends on the whole field it is given.
+
+    Parameters
+    ----------
+    channels : int
+        ``C``.
+    reduction : int, default 4
+        Channel reduction of the bottleneck.
+    """
+
+    def __init__(self, channels: int, reduction: int = 4) -> None:
+        super().__init__()
+        hidden = max(1, channels // reduction)
+        self.squeeze = conv1x1(channels, hidden)
+        self.excite = conv1x1(hidden, channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = x.mean(dim=(2, 3), keepdim=True)
+        w = torch.sigmoid(self.excite(F.relu(self.squeeze(w))))
+        return x * w
+
+
+class ConvBlock(nn.Module):
+    """Two 3x3 convolutions: ``[drop] conv [norm] act [drop] conv [norm] act [attention]``.
+
+    Conv biases are off when a normalization follows (it has its own shift).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Input and output channels.
+    activation : str or None, default "relu"
+        Applied after each convolution; None keeps the block linear.
+    normalization : {None, "bn", "ln"}, default None
+        Applied after each convolution.
+    dropout_rate : float, default 0.0
+        Dropout before each convolution.
+    attention : bool, default False
+        Channel attention at the end of the block.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        activation: str | None = "relu",
+        normalization: str | None = None,
+        dropout_rate: float = 0.0,
+        attention: bool = False,
+    ) -> None:
+        super().__init__()
+        bias = normalization is None
+        self.drop1 = make_dropout(dropout_rate)
+        self.conv1 = conv3x3(in_channels, out_channels, bias=bias)
+        self.norm1 = make_normalization(normalization, out_channels)
+        self.act1 = make_activation(activation)
+        self.drop2 = make_dropout(dropout_rate)
+        self.conv2 = conv3x3(out_channels, out_channels, bias=bias)
+        self.norm2 = make_normalization(normalization, out_channels)
+        self.act2 = make_activation(activation)
+        self.attention = ChannelAttention(out_channels) if attention else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.act1(self.norm1(self.conv1(self.drop1(x))))
+        y = self.act2(self.norm2(self.conv2(self.drop2(y))))
+        return self.attention(y)
+
+
+class ResidualBlock(nn.Module):
+    """A residual block: ``act(F(x) + skip(x))`` (EDSR-style when unnormalised).
+
+    ``F`` is ``[drop] conv [norm] act [drop] conv [norm] [attention]``; ``skip`` is the
+    identity, or a 1x1 convolution (with bias) when the width changes.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Input and output channels; a 1x1 projection is used on the skip when they differ.
+    activation : str, default "relu"
+        Activation after the first convolution and after the addition.
+    normalization : {None, "bn", "ln"}, default None
+        Applied after each convolution (whose bias is then off).
+    dropout_rate : float, default 0.0
+        Dropout before each convolution.
+    attention : bool, default False
+        Channel attention on the residual branch, before the addition.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        activation: str = "relu",
+        normalization: str | None = None,
+        dropout_rate: float = 0.0,
+        attention: bool = False,
+    ) -> None:
+        super().__init__()
+        bias = normalization is None
+        self.drop1 = make_dropout(dropout_rate)
+        self.conv1 = conv3x3(in_channels, out_channels, bias=bias)
+        self.norm1 = make_normalization(normalization, out_channels)
+        self.act1 = make_activation(activation)
+        self.drop2 = make_dropout(dropout_rate)
+        self.conv2 = conv3x3(out_channels, out_channels, bias=bias)
+        self.norm2 = make_normalization(normalization, out_channels)
+        self.attention = ChannelAttention(out_channels) if attention else nn.Identity()
+        self.skip: nn.Module = (
+            conv1x1(in_channels, out_channels) if in_channels != out_channels else nn.Identity()
+        )
+        self.act_out = make_activation(activation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.act1(self.norm1(self.conv1(self.drop1(x))))
+        y = self.attention(self.norm2(self.conv2(self.drop2(y))))
+        return self.act_out(y + self.skip(x))
+
+
+class TransitionBlock(nn.Module):
+    """A 1x1 convolution followed by an activation (changes the width only).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Input and output channels.
+    activation : str or None, default "relu"
+        Activation after the convolution.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, *, activation: str | None = "relu"
+    ) -> None:
+        super().__init__()
+        self.conv = conv1x1(in_channels, out_channels)
+        self.act = make_activation(activation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.conv(x))

@@ -1,0 +1,277 @@
+"""The configuration of a downscaling network.
+
+A :class:`ModelConfig` is a frozen, keyword-only dataclass holding every choice that
+shapes a :class:`~xr_dl4ds.models.DownscalingNet`. It is saved next to the weights as a
+plain dict (:meth:`ModelConfig.to_dict`) and read back with :meth:`ModelConfig.from_dict`,
+so a saved model is rebuilt without executing code.
+
+This module does not import torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+from xr_dl4ds.exceptions import ConfigError, ScaleError
+
+__all__ = [
+    "ACTIVATIONS",
+    "INTERPOLATIONS",
+    "NORMALIZATIONS",
+    "OUTPUT_ACTIVATIONS",
+    "ModelConfig",
+]
+
+#: Hidden-layer activations (``activation=``).
+ACTIVATIONS: tuple[str, ...] = ("relu", "elu", "gelu", "leaky_relu", "selu", "silu")
+#: Activations allowed on the network output (``output_activation=``), besides ``None``.
+OUTPUT_ACTIVATIONS: tuple[str, ...] = (*ACTIVATIONS, "sigmoid", "softplus", "tanh")
+#: Normalization layers (``normalization=``), besides ``None``.
+NORMALIZATIONS: tuple[str, ...] = ("bn", "ln")
+#: Interpolations of the coarse target used by the residual skip (``interpolation=``).
+INTERPOLATIONS: tuple[str, ...] = ("bicubic", "bilinear", "nearest")
+
+
+def _invalid(name: str, received: Any, allowed: str, fix: str) -> ConfigError:
+    return ConfigError(
+        f"ModelConfig: invalid {name}={received!r}. Allowed: {allowed}. Fix: {fix}."
+    )
+
+
+def _as_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise _invalid(
+            name, value, f"an integer >= {minimum}", f"pass an int, e.g. {name}={max(minimum, 1)}"
+        )
+    if value < minimum:
+        raise _invalid(
+            name, value, f"an integer >= {minimum}", f"pass {name}={minimum} or more"
+        )
+    return int(value)
+
+
+def _as_choice(name: str, value: Any, choices: tuple[str, ...], *, optional: bool) -> str | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, str) and value in choices:
+        return value
+    allowed = ", ".join(repr(c) for c in choices)
+    if optional:
+        allowed = "None, " + allowed
+    hint = ""
+    if isinstance(value, str) and value.lower() in choices:
+        hint = f" (names are lower case: {value.lower()!r})"
+    raise _invalid(name, value, allowed, f"pass one of the allowed values{hint}")
+
+
+def _as_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _invalid(name, value, "True or False", f"pass {name}=True or {name}=False")
+    return value
+
+
+def _as_name(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise _invalid(
+            name,
+            value,
+            "a registered name (see xr_dl4ds.models.list_backbones / list_upsamplings)",
+            f"pass the name as a string, e.g. {name}='resnet'"
+            if name == "backbone"
+            else f"pass the name as a string, e.g. {name}='spc'",
+        )
+    return value
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """Every option that shapes a :class:`~xr_dl4ds.models.DownscalingNet`.
+
+    The names of the backbone and of the upsampling are checked against the registries
+    when the network is built (:func:`~xr_dl4ds.models.create_model`), so that backbones
+    registered later by plug-ins can be named here.
+
+    Parameters
+    ----------
+    backbone : str, default "resnet"
+        Name of the spatial backbone, see :func:`~xr_dl4ds.models.list_backbones`.
+    upsampling : str, default "spc"
+        Name of the upsampling method, see :func:`~xr_dl4ds.models.list_upsamplings`.
+    scale : int, default 4
+        Integer scale factor between the low- and the high-resolution grids (>= 2).
+    in_channels : int, default 1
+        Channels of the low-resolution input: the target variable(s) first, then the
+        coarse predictors, then the coarsened static fields.
+    out_channels : int, default 1
+        Channels of the high-resolution output (the target variables).
+    static_channels : int, default 0
+        High-resolution static fields fed to the static branch of the output module.
+    n_filters : int, default 8
+        Width ``f0`` of the first convolution; block ``i`` of the backbone has ``f0 * i``
+        channels.
+    n_blocks : int, default 6
+        Number of blocks ``N`` of the backbone.
+    normalization : {None, "bn", "ln"}, default None
+        ``"bn"`` is :class:`torch.nn.BatchNorm2d`; ``"ln"`` is a channels-first layer
+        normalization (each pixel normalised over its channels, as Keras'
+        ``LayerNormalization(axis=-1)`` in DL4DS).
+    activation : {"relu", "elu", "gelu", "leaky_relu", "selu", "silu"}, default "relu"
+        Activation of the hidden layers.
+    attention : bool, default False
+        Channel attention (squeeze-and-excitation) at the end of every backbone block.
+    dropout_rate : float, default 0.0
+        Dropout rate in ``[0, 1)`` of the backbone blocks and of the output module.
+    output_activation : str or None, default None
+        Activation of the network output: None (linear) or one of
+        ``"relu", "elu", "gelu", "leaky_relu", "selu", "silu", "sigmoid", "softplus",
+        "tanh"``. With ``residual=True`` it is applied after the interpolation is added,
+        so it constrains the prediction itself (e.g. ``"relu"`` for precipitation).
+    residual : bool, default True
+        Predict a correction that is added to an interpolation of the coarse target
+        (the first ``out_channels`` input channels) onto the high-resolution grid.
+        Requires ``in_channels >= out_channels``.
+    interpolation : {"bicubic", "bilinear", "nearest"}, default "bicubic"
+        Interpolation used by the residual skip.
+
+    Raises
+    ------
+    ConfigError
+        An option has a wrong type or value.
+    ScaleError
+        ``scale`` is not an integer >= 2.
+
+    Examples
+    --------
+    >>> from xr_dl4ds.models import ModelConfig
+    >>> cfg = ModelConfig(scale=2, in_channels=3, static_channels=1)
+    >>> ModelConfig.from_dict(cfg.to_dict()) == cfg
+    True
+    """
+
+    backbone: str = "resnet"
+    upsampling: str = "spc"
+    scale: int = 4
+    in_channels: int = 1
+    out_channels: int = 1
+    static_channels: int = 0
+    n_filters: int = 8
+    n_blocks: int = 6
+    normalization: str | None = None
+    activation: str = "relu"
+    attention: bool = False
+    dropout_rate: float = 0.0
+    output_activation: str | None = None
+    residual: bool = True
+    interpolation: str = "bicubic"
+
+    def __post_init__(self) -> None:
+        def put(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        put("backbone", _as_name("backbone", self.backbone))
+        put("upsampling", _as_name("upsampling", self.upsampling))
+
+        scale = self.scale
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Integral) or scale < 2:
+            raise ScaleError(
+                f"ModelConfig: invalid scale={scale!r}. Allowed: an integer >= 2 "
+                "(the ratio of high- to low-resolution grid spacing). Fix: pass an integer "
+                "scale such as 2, 3 or 4; non-integer ratios need regridding first."
+            )
+        put("scale", int(scale))
+
+        put("in_channels", _as_int("in_channels", self.in_channels, 1))
+        put("out_channels", _as_int("out_channels", self.out_channels, 1))
+        put("static_channels", _as_int("static_channels", self.static_channels, 0))
+        put("n_filters", _as_int("n_filters", self.n_filters, 1))
+        put("n_blocks", _as_int("n_blocks", self.n_blocks, 1))
+        put(
+            "normalization",
+            _as_choice("normalization", self.normalization, NORMALIZATIONS, optional=True),
+        )
+        put("activation", _as_choice("activation", self.activation, ACTIVATIONS, optional=False))
+        put(
+            "output_activation",
+            _as_choice(
+                "output_activation", self.output_activation, OUTPUT_ACTIVATIONS, optional=True
+            ),
+        )
+        put("attention", _as_bool("attention", self.attention))
+        put("residual", _as_bool("residual", self.residual))
+        put(
+            "interpolation",
+            _as_choice("interpolation", self.interpolation, INTERPOLATIONS, optional=False),
+        )
+
+        rate = self.dropout_rate
+        if (
+            isinstance(rate, bool)
+            or not isinstance(rate, numbers.Real)
+            or not (0.0 <= float(rate) < 1.0)
+        ):
+            raise _invalid("dropout_rate", rate, "a float in [0, 1)", "pass e.g. dropout_rate=0.1")
+        put("dropout_rate", float(rate))
+
+        if self.residual and self.in_channels < self.out_channels:
+            raise ConfigError(
+                f"ModelConfig: residual=True needs the coarse target in the first "
+                f"out_channels={self.out_channels} input channels, but in_channels="
+                f"{self.in_channels}. Allowed: in_channels >= out_channels when "
+                "residual=True. Fix: put the target variable(s) first in the input, "
+                "or pass residual=False."
+            )
+
+    # ------------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """Return the configuration as a plain, JSON-serialisable dict.
+
+        Returns
+        -------
+        dict
+            One key per field; values are str, int, float, bool or None.
+        """
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelConfig:
+        """Build a configuration from a dict written by :meth:`to_dict`.
+
+        Missing keys take their defaults; unknown keys are refused.
+
+        Parameters
+        ----------
+        d : Mapping
+            Field names to values.
+
+        Returns
+        -------
+        ModelConfig
+
+        Raises
+        ------
+        ConfigError
+            ``d`` is not a mapping or holds keys that are not fields of ModelConfig.
+        """
+        if not isinstance(d, Mapping):
+            raise ConfigError(
+                f"ModelConfig.from_dict: expected a mapping of field names to values, "
+                f"received {type(d).__name__}. Fix: pass the dict written by "
+                "ModelConfig.to_dict()."
+            )
+        known = cls.field_names()
+        unknown = sorted(str(k) for k in d if k not in known)
+        if unknown:
+            raise ConfigError(
+                f"ModelConfig.from_dict: unknown key(s) {unknown}. Allowed keys: "
+                f"{sorted(known)}. Fix: remove the unknown keys (a model file written by "
+                "a newer xr_dl4ds may need a newer version to load)."
+            )
+        return cls(**dict(d))
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """Names of the configuration fields, in declaration order."""
+        return tuple(f.name for f in dataclasses.fields(cls))

@@ -1,0 +1,286 @@
+"""Registries of backbones and upsampling methods, and :func:`create_model`.
+
+In the style of torchvision and timm: a decorator registers a class under a name and
+refuses a duplicate; ``list_*`` return the sorted names; unknown names raise
+:class:`~xr_dl4ds.exceptions.RegistryError` listing the valid ones.
+
+Compatibility between a backbone and an upsampling is declared at registration, on
+either side (``register_backbone(name, upsamplings=...)`` or
+``register_upsampling(name, backbones=...)``); ``None`` means "works with all".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from xr_dl4ds.exceptions import ConfigError, RegistryError
+from xr_dl4ds.models.base import Backbone, Upsampling
+from xr_dl4ds.models.config import ModelConfig
+
+if TYPE_CHECKING:
+    from xr_dl4ds.models.net import DownscalingNet
+
+__all__ = [
+    "compatible_pairs",
+    "create_model",
+    "get_backbone",
+    "get_upsampling",
+    "is_compatible",
+    "list_backbones",
+    "list_upsamplings",
+    "register_backbone",
+    "register_upsampling",
+]
+
+B = TypeVar("B", bound=type[Backbone])
+U = TypeVar("U", bound=type[Upsampling])
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    name: str
+    cls: type
+    compatible: frozenset[str] | None  # names on the other side; None = all
+
+
+_BACKBONES: dict[str, _Entry] = {}
+_UPSAMPLINGS: dict[str, _Entry] = {}
+
+
+def _check_name(kind: str, name: object) -> str:
+    if not isinstance(name, str) or not name:
+        raise RegistryError(
+            f"Cannot register {kind} {name!r}: the name must be a non-empty string. "
+            f"Fix: decorate with @register_{kind}('my_name')."
+        )
+    return name
+
+
+def _register(
+    kind: str,
+    table: dict[str, _Entry],
+    base: type,
+    name: str,
+    compatible: Iterable[str] | None,
+) -> Callable[[Any], Any]:
+    name = _check_name(kind, name)
+    if isinstance(compatible, str):
+        compatible = [compatible]
+    others = None if compatible is None else frozenset(compatible)
+
+    def decorator(cls: Any) -> Any:
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise TypeError(
+                f"@register_{kind}({name!r}) decorates a subclass of "
+                f"xr_dl4ds.models.base.{base.__name__}, received {cls!r}."
+            )
+        if name in table:
+            raise RegistryError(
+                f"A {kind} named {name!r} is already registered "
+                f"({table[name].cls.__module__}.{table[name].cls.__qualname__}). "
+                f"Registered {kind}s: {sorted(table)}. Fix: choose another name."
+            )
+        table[name] = _Entry(name, cls, others)
+        return cls
+
+    return decorator
+
+
+def register_backbone(name: str, *, upsamplings: Iterable[str] | None = None) -> Callable[[B], B]:
+    """Class decorator registering a :class:`~xr_dl4ds.models.base.Backbone` as ``name``.
+
+    Parameters
+    ----------
+    name : str
+        The name users pass as ``backbone=``.
+    upsamplings : iterable of str, optional
+        The upsampling methods this backbone works with; None (default) means all.
+
+    Raises
+    ------
+    RegistryError
+        A backbone with this name is already registered.
+    """
+    return _register("backbone", _BACKBONES, Backbone, name, upsamplings)
+
+
+def register_upsampling(
+    name: str, *, backbones: Iterable[str] | None = None
+) -> Callable[[U], U]:
+    """Class decorator registering an :class:`~xr_dl4ds.models.base.Upsampling` as ``name``.
+
+    Parameters
+    ----------
+    name : str
+        The name users pass as ``upsampling=``.
+    backbones : iterable of str, optional
+        The backbones this method works with; None (default) means all.
+
+    Raises
+    ------
+    RegistryError
+        An upsampling with this name is already registered.
+    """
+    return _register("upsampling", _UPSAMPLINGS, Upsampling, name, backbones)
+
+
+def list_backbones() -> list[str]:
+    """Names of the registered backbones, sorted."""
+    return sorted(_BACKBONES)
+
+
+def list_upsamplings() -> list[str]:
+    """Names of the registered upsampling methods, sorted."""
+    return sorted(_UPSAMPLINGS)
+
+
+def _lookup(kind: str, table: dict[str, _Entry], name: str) -> _Entry:
+    try:
+        return table[name]
+    except (KeyError, TypeError):
+        hint = ""
+        if isinstance(name, str) and name.lower() in table:
+            hint = f" (names are lower case: {name.lower()!r})"
+        raise RegistryError(
+            f"Unknown {kind} {name!r}. Valid {kind}s: {sorted(table)}. "
+            f"Fix: pass {kind}= one of these names{hint}, or register a new one with "
+            f"@xr_dl4ds.models.register_{kind}."
+        ) from None
+
+
+def get_backbone(name: str) -> type[Backbone]:
+    """The backbone class registered as ``name``.
+
+    Raises
+    ------
+    RegistryError
+        No backbone has this name; the message lists the valid names.
+    """
+    return _lookup("backbone", _BACKBONES, name).cls
+
+
+def get_upsampling(name: str) -> type[Upsampling]:
+    """The upsampling class registered as ``name``.
+
+    Raises
+    ------
+    RegistryError
+        No upsampling has this name; the message lists the valid names.
+    """
+    return _lookup("upsampling", _UPSAMPLINGS, name).cls
+
+
+def is_compatible(backbone: str, upsampling: str) -> bool:
+    """Whether the registered ``backbone`` and ``upsampling`` can be combined.
+
+    Raises
+    ------
+    RegistryError
+        Either name is not registered.
+    """
+    b = _lookup("backbone", _BACKBONES, backbone)
+    u = _lookup("upsampling", _UPSAMPLINGS, upsampling)
+    return (b.compatible is None or u.name in b.compatible) and (
+        u.compatible is None or b.name in u.compatible
+    )
+
+
+def compatible_pairs() -> list[tuple[str, str]]:
+    """All registered ``(backbone, upsampling)`` pairs that can be combined, sorted."""
+    return [
+        (b, u) for b in list_backbones() for u in list_upsamplings() if is_compatible(b, u)
+    ]
+
+
+def resolve(config: ModelConfig) -> tuple[type[Backbone], type[Upsampling]]:
+    """The backbone and upsampling classes named by ``config``, checked for compatibility.
+
+    Raises
+    ------
+    RegistryError
+        A name is unknown, or the two are registered but cannot be combined.
+    """
+    backbone = get_backbone(config.backbone)
+    upsampling = get_upsampling(config.upsampling)
+    if not is_compatible(config.backbone, config.upsampling):
+        ok_ups = [u for u in list_upsamplings() if is_compatible(config.backbone, u)]
+        ok_bb = [b for b in list_backbones() if is_compatible(b, config.upsampling)]
+        raise RegistryError(
+            f"backbone={config.backbone!r} cannot be combined with "
+            f"upsampling={config.upsampling!r}. Upsamplings that work with "
+            f"{config.backbone!r}: {ok_ups}; backbones that work with "
+            f"{config.upsampling!r}: {ok_bb}. Fix: pick a compatible pair."
+        )
+    return backbone, upsampling
+
+
+def create_model(
+    config: ModelConfig | str | None = None, /, **kwargs: Any
+) -> DownscalingNet:
+    """Build a :class:`~xr_dl4ds.models.DownscalingNet`.
+
+    Parameters
+    ----------
+    config : ModelConfig or str, optional
+        A configuration to start from; keyword arguments override its fields (through
+        :func:`dataclasses.replace`). A string is taken as the backbone name, as in
+        ``timm.create_model("resnet", ...)``. Without it, the keyword arguments build a
+        new :class:`~xr_dl4ds.models.ModelConfig`.
+    **kwargs
+        Fields of :class:`~xr_dl4ds.models.ModelConfig`.
+
+    Returns
+    -------
+    DownscalingNet
+        A freshly initialised network; ``net.config`` is the full configuration.
+
+    Raises
+    ------
+    ConfigError
+        An unknown keyword or an invalid option value.
+    ScaleError
+        ``scale`` is not an integer >= 2.
+    RegistryError
+        An unknown backbone or upsampling name, or an incompatible pair.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xr_dl4ds.models import create_model, list_backbones
+    >>> list_backbones()
+    ['resnet']
+    >>> net = create_model(backbone="resnet", upsampling="spc", scale=2, in_channels=2)
+    >>> net(torch.zeros(1, 2, 5, 7)).shape
+    torch.Size([1, 1, 10, 14])
+    >>> create_model(net.config, scale=3).config.scale
+    3
+    """
+    fields = ModelConfig.field_names()
+    unknown = sorted(k for k in kwargs if k not in fields)
+    if unknown:
+        raise ConfigError(
+            f"create_model: unknown option(s) {unknown}. Allowed options (fields of "
+            f"ModelConfig): {list(fields)}. Fix: remove or rename them."
+        )
+    if isinstance(config, str):
+        if "backbone" in kwargs:
+            raise ConfigError(
+                f"create_model: the backbone is given twice, as {config!r} and "
+                f"backbone={kwargs['backbone']!r}. Fix: pass only one."
+            )
+        config, kwargs = None, {"backbone": config, **kwargs}
+    if config is None:
+        cfg = ModelConfig(**kwargs)
+    elif isinstance(config, ModelConfig):
+        cfg = dataclasses.replace(config, **kwargs) if kwargs else config
+    else:
+        raise ConfigError(
+            f"create_model: expected a ModelConfig, a backbone name or nothing as the "
+            f"first argument, received {type(config).__name__}. Fix: pass "
+            "ModelConfig(...) or keyword options, or use ModelConfig.from_dict(d) for a dict."
+        )
+    from xr_dl4ds.models.net import DownscalingNet
+
+    return DownscalingNet(cfg)

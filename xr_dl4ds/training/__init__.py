@@ -1,0 +1,1 @@
+"""Training loops (they see tensors, never xarray objects)."""
