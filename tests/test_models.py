@@ -24,7 +24,7 @@ from xr_dl4ds.models import (
 )
 from xr_dl4ds.models import registry as registry_module
 from xr_dl4ds.models.base import Backbone, Upsampling
-from xr_dl4ds.models.blocks import LayerNorm2d
+from xr_dl4ds.models.blocks import LayerNorm2d, ResidualBlock
 from xr_dl4ds.models.registry import compatible_pairs, get_backbone
 from xr_dl4ds.models.resnet import ResNetBackbone
 from xr_dl4ds.models.upsampling import SubpixelConvolution, prime_factors
@@ -50,9 +50,7 @@ def _inputs(
     x = torch.randn(n, cfg.in_channels, h, w, generator=g)
     static = None
     if cfg.static_channels:
-        static = torch.randn(
-            n, cfg.static_channels, h * cfg.scale, w * cfg.scale, generator=g
-        )
+        static = torch.randn(n, cfg.static_channels, h * cfg.scale, w * cfg.scale, generator=g)
     return x, static
 
 
@@ -98,7 +96,7 @@ def test_duplicate_registration_raises() -> None:
 
 def test_registration_refuses_non_subclass() -> None:
     with pytest.raises(TypeError, match="Backbone"):
-        register_backbone("not_a_backbone")(nn.Conv2d)
+        register_backbone("not_a_backbone")(nn.Conv2d)  # type: ignore[type-var]
     assert "not_a_backbone" not in list_backbones()
 
 
@@ -137,7 +135,7 @@ def test_new_backbone_is_one_class_and_one_decorator(monkeypatch: pytest.MonkeyP
 # --------------------------------------------------------------------------- config
 
 
-@pytest.mark.parametrize("scale", [1, 0, -2, 2.5, 4.0, True, "4", None])
+@pytest.mark.parametrize("scale", [1, 0, -2, 2.5, 1.0, float("nan"), True, "4", None])
 def test_bad_scale_raises_scale_error(scale: object) -> None:
     with pytest.raises(ScaleError, match="integer >= 2"):
         ModelConfig(scale=scale)  # type: ignore[arg-type]
@@ -165,9 +163,14 @@ def test_bad_scale_raises_scale_error(scale: object) -> None:
 )
 def test_bad_option_raises_config_error(option: str, value: object, match: str) -> None:
     with pytest.raises(ConfigError, match=match) as err:
-        ModelConfig(**{option: value})
+        ModelConfig(**{option: value})  # type: ignore[arg-type]
     assert "Allowed" in str(err.value) and "Fix" in str(err.value)
     assert isinstance(err.value, ValueError)
+
+
+def test_integer_valued_scale_is_stored_as_int() -> None:
+    cfg = ModelConfig(scale=4.0)  # type: ignore[arg-type]
+    assert cfg.scale == 4 and type(cfg.scale) is int
 
 
 def test_residual_needs_the_target_channels_first() -> None:
@@ -181,7 +184,7 @@ def test_config_is_frozen_and_keyword_only() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.scale = 2  # type: ignore[misc]
     with pytest.raises(TypeError):
-        ModelConfig("resnet")  # type: ignore[misc]
+        ModelConfig("resnet")  # type: ignore[call-arg]
 
 
 def test_config_json_round_trip() -> None:
@@ -252,8 +255,13 @@ def test_output_shape(backbone: str, upsampling: str, scale: int, static_channel
 @pytest.mark.parametrize("scale", SCALES)
 def test_same_seed_same_network(backbone: str, upsampling: str, scale: int) -> None:
     kwargs = dict(
-        backbone=backbone, upsampling=upsampling, scale=scale, in_channels=2,
-        static_channels=1, n_blocks=2, residual=False,
+        backbone=backbone,
+        upsampling=upsampling,
+        scale=scale,
+        in_channels=2,
+        static_channels=1,
+        n_blocks=2,
+        residual=False,
     )
     torch.manual_seed(42)
     a = create_model(**kwargs)
@@ -265,7 +273,7 @@ def test_same_seed_same_network(backbone: str, upsampling: str, scale: int) -> N
         torch.testing.assert_close(pa, pb, rtol=0, atol=0, msg=name)
     x, static = _inputs(a.config, h=3, w=4)
     torch.testing.assert_close(a(x, static), b(x, static), rtol=0, atol=0)
-    assert not torch.equal(a.backbone.head.weight, c.backbone.head.weight)
+    assert not torch.equal(next(a.parameters()), next(c.parameters()))
     assert not torch.equal(a(x, static), c(x, static))
 
 
@@ -278,7 +286,10 @@ def test_fresh_residual_net_is_the_interpolation(
     interpolation: str, out_channels: int, static_channels: int
 ) -> None:
     net = create_model(
-        scale=3, in_channels=3, out_channels=out_channels, static_channels=static_channels,
+        scale=3,
+        in_channels=3,
+        out_channels=out_channels,
+        static_channels=static_channels,
         interpolation=interpolation,
     )
     x, static = _inputs(net.config, h=4, w=7)
@@ -334,12 +345,13 @@ def test_output_activation_applies_to_the_prediction() -> None:
 
 def test_pixel_shuffle_places_sub_pixels_by_hand() -> None:
     spc = SubpixelConvolution(1, 1, 2)
-    (stage,) = spc.stages
+    (conv,) = spc.convs
+    assert conv.bias is not None
     with torch.no_grad():
-        stage.conv.weight.zero_()
-        stage.conv.bias.zero_()
+        conv.weight.zero_()
+        conv.bias.zero_()
         for k in range(4):  # conv channel k = (k + 1) * input (centre tap only)
-            stage.conv.weight[k, 0, 1, 1] = k + 1
+            conv.weight[k, 0, 1, 1] = k + 1
     x = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
     # fine pixel (2i + a, 2j + b) takes conv channel 2a + b at coarse pixel (i, j)
     expected = torch.tensor(
@@ -364,8 +376,8 @@ def test_pixel_shuffle_places_sub_pixels_by_hand() -> None:
 def test_spc_stages_are_prime_and_unshared(scale: int, factors: list[int]) -> None:
     assert prime_factors(scale) == factors
     spc = SubpixelConvolution(8, 4, scale)
-    assert [stage.factor for stage in spc.stages] == factors
-    convs = [stage.conv for stage in spc.stages]
+    assert spc.factors == factors
+    convs = spc.convs
     assert len({id(c) for c in convs}) == len(convs)  # one conv per stage
     assert [c.in_channels for c in convs] == [8] + [4] * (len(factors) - 1)
     assert [c.out_channels for c in convs] == [4 * r * r for r in factors]
@@ -389,7 +401,9 @@ def test_layernorm2d_normalises_each_pixel_over_channels() -> None:
 @pytest.mark.parametrize("normalization", [None, "bn", "ln"])
 def test_conv_bias_is_off_when_normalised(normalization: str | None) -> None:
     net = create_model(normalization=normalization, n_blocks=2, scale=2)
+    assert isinstance(net.backbone, ResNetBackbone)
     block = net.backbone.blocks[1]
+    assert isinstance(block, ResidualBlock)
     assert (block.conv1.bias is None) == (normalization is not None)
     assert block.conv1.padding_mode == "replicate"
     x = torch.randn(2, 1, 4, 3)
@@ -495,7 +509,9 @@ def test_static_fields_are_checked() -> None:
     x = torch.zeros(1, 1, 3, 4)
     with pytest.raises(ConfigError, match=r"no static fields.*\(1, 2, 6, 8\)"):
         net(x)
-    with pytest.raises(ConfigError, match=r"expected static of shape \(1, 2, 6, 8\).*received \(1, 2, 3, 4\)"):
+    with pytest.raises(
+        ConfigError, match=r"expected static of shape \(1, 2, 6, 8\).*received \(1, 2, 3, 4\)"
+    ):
         net(x, torch.zeros(1, 2, 3, 4))
     with pytest.raises(ConfigError, match=r"received \(1, 1, 6, 8\)"):
         net(x, torch.zeros(1, 1, 6, 8))

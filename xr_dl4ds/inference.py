@@ -286,7 +286,7 @@ def downscale(
         output_dtypes=[np.float32],
         dask_gufunc_kwargs={"output_sizes": {_OUT[0]: len(model.target), _OUT[1]: h * s, _OUT[2]: w * s}},
         kwargs={"model": model, "offset": offset, "batch_size": batch_size, "device": dev, "halo": halo},
-        keep_attrs=False,
+        keep_attrs=True,  # keeps the attrs of the non-spatial coords; variable attrs are set below
     )
 
     # high-res coordinates
@@ -331,6 +331,9 @@ def downscale(
         result.attrs = _prepend_history(result.attrs, history)
         if gm and gm in obj.coords:
             result = result.assign_coords({gm: obj.coords[gm]})
+        elif gm and gm in model.grid.highres.variables:
+            # keep the CF grid mapping with the data, so to_netcdf writes it
+            result = result.assign_coords({gm: model.grid.highres[gm].variable})
         return result  # type: ignore[return-value]
     keep = {n: v for n, v in ds.data_vars.items() if not ({y, x} & set(v.dims)) and n not in needed}
     out_ds = xr.Dataset({**results, **keep}, attrs=_prepend_history(ds.attrs, history))

@@ -55,14 +55,21 @@ def _as_dataset(obj: xr.DataArray | xr.Dataset, default_name: str = "target") ->
 
 
 def select_target(
-    ds: xr.Dataset, target: str | Sequence[str] | None, spatial: tuple[Hashable, Hashable], time_dim: Hashable | None
+    ds: xr.Dataset,
+    target: str | Sequence[str] | None,
+    spatial: tuple[Hashable, Hashable],
+    time_dim: Hashable | None,
+    exclude: Iterable[str] = (),
 ) -> list[str]:
-    """Names of the target variables of ``ds`` (validated)."""
+    """Names of the target variables of ``ds`` (validated); without ``target``, the only
+    ``(time, y, x)`` variable that is not in ``exclude`` (the predictors)."""
     if target is None:
+        excluded = set(exclude)
         candidates = [
             str(n)
             for n, v in ds.data_vars.items()
             if set(spatial) <= set(v.dims) and time_dim is not None and time_dim in v.dims
+            and str(n) not in excluded
         ]
         if len(candidates) == 1:
             return candidates
@@ -204,7 +211,7 @@ def _check_same_grid(
                 "grid (or select the same cells) first."
             ) from None
         field = field.isel({d: slice(off, off + ref.sizes[d])})
-        field = field.assign_coords({d: ref[d]})
+        field = field.assign_coords({d: ref[d].variable})
     return field
 
 
@@ -272,7 +279,8 @@ def pair(
             f"No time dimension found (dims: {tuple(ds.dims)}). Training needs samples "
             "along a time-like dimension: pass time_dim='<name>'."
         )
-    targets = select_target(ds, target, spatial, tdim)
+    named_predictors = [] if isinstance(predictors, (xr.DataArray, xr.Dataset)) else _names(predictors)
+    targets = select_target(ds, target, spatial, tdim, exclude=named_predictors)
     for n in targets:
         if tdim not in ds[n].dims:
             raise VariableError(
@@ -429,8 +437,8 @@ def _nest_lowres(
     lr: xr.Dataset, hr: xr.Dataset, scale: int, spatial: tuple[Hashable, Hashable], tolerance: float
 ) -> xr.Dataset:
     """Check that ``lr`` nests in ``hr`` at ``scale``; cut it to the high-res domain."""
-    expected = coarsen(hr[list(hr.data_vars)[:1]].isel({d: 0 for d in hr.dims if d not in spatial}),
-                       scale, spatial_dims=spatial)
+    grid_only = xr.Dataset(coords={n: c.variable for n, c in hr.coords.items() if set(c.dims) & set(spatial)})
+    expected = coarsen(grid_only, scale, spatial_dims=spatial)
     for d in spatial:
         if d not in lr.coords or d not in expected.coords:
             want = hr.sizes[d] // scale
@@ -457,5 +465,5 @@ def _nest_lowres(
                 "Check the scale, or regrid the low-res data conservatively onto the coarsened "
                 "high-res grid (xr_dl4ds.coarsen(hr, scale=...) gives that grid)."
             ) from None
-        lr = lr.isel({d: slice(off, off + expected.sizes[d])}).assign_coords({d: expected[d]})
+        lr = lr.isel({d: slice(off, off + expected.sizes[d])}).assign_coords({d: expected[d].variable})
     return lr

@@ -40,7 +40,7 @@ class Backbone(nn.Module):
         The default calls ``cls(config.in_channels, n_filters=..., n_blocks=...,
         normalization=..., activation=..., attention=..., dropout_rate=...)``.
         """
-        return cls(  # type: ignore[call-arg]
+        return cls(
             config.in_channels,
             n_filters=config.n_filters,
             n_blocks=config.n_blocks,
@@ -75,4 +75,4 @@ class Upsampling(nn.Module):
         The default keeps the width, as DL4DS does: ``cls(in_channels, in_channels,
         config.scale)``.
         """
-        return cls(in_channels, in_channels, config.scale)  # type: ignore[call-arg]
+        return cls(in_channels, in_channels, config.scale)

@@ -36,9 +36,7 @@ INTERPOLATIONS: tuple[str, ...] = ("bicubic", "bilinear", "nearest")
 
 
 def _invalid(name: str, received: Any, allowed: str, fix: str) -> ConfigError:
-    return ConfigError(
-        f"ModelConfig: invalid {name}={received!r}. Allowed: {allowed}. Fix: {fix}."
-    )
+    return ConfigError(f"ModelConfig: invalid {name}={received!r}. Allowed: {allowed}. Fix: {fix}.")
 
 
 def _as_int(name: str, value: Any, minimum: int) -> int:
@@ -47,9 +45,7 @@ def _as_int(name: str, value: Any, minimum: int) -> int:
             name, value, f"an integer >= {minimum}", f"pass an int, e.g. {name}={max(minimum, 1)}"
         )
     if value < minimum:
-        raise _invalid(
-            name, value, f"an integer >= {minimum}", f"pass {name}={minimum} or more"
-        )
+        raise _invalid(name, value, f"an integer >= {minimum}", f"pass {name}={minimum} or more")
     return int(value)
 
 
@@ -101,7 +97,8 @@ class ModelConfig:
     upsampling : str, default "spc"
         Name of the upsampling method, see :func:`~xr_dl4ds.models.list_upsamplings`.
     scale : int, default 4
-        Integer scale factor between the low- and the high-resolution grids (>= 2).
+        Integer scale factor between the low- and the high-resolution grids (>= 2);
+        an integer-valued float such as ``4.0`` is stored as ``4``.
     in_channels : int, default 1
         Channels of the low-resolution input: the target variable(s) first, then the
         coarse predictors, then the coarsened static fields.
@@ -175,7 +172,14 @@ class ModelConfig:
         put("upsampling", _as_name("upsampling", self.upsampling))
 
         scale = self.scale
-        if isinstance(scale, bool) or not isinstance(scale, numbers.Integral) or scale < 2:
+        # same rule as xr_dl4ds.grid.check_scale (which this torch-side module cannot
+        # import without xarray): integer-valued numbers >= 2, 4.0 accepted as 4
+        if (
+            isinstance(scale, bool)
+            or not isinstance(scale, numbers.Real)
+            or not float(scale).is_integer()
+            or scale < 2
+        ):
             raise ScaleError(
                 f"ModelConfig: invalid scale={scale!r}. Allowed: an integer >= 2 "
                 "(the ratio of high- to low-resolution grid spacing). Fix: pass an integer "

@@ -62,9 +62,7 @@ class DownscalingNet(nn.Module):
         self.config = config
         backbone_cls, upsampling_cls = resolve(config)
         self.backbone: Backbone = backbone_cls.from_config(config)
-        self.upsampling: Upsampling = upsampling_cls.from_config(
-            self.backbone.out_channels, config
-        )
+        self.upsampling: Upsampling = upsampling_cls.from_config(self.backbone.out_channels, config)
         self.output = OutputModule(self.upsampling.out_channels, config)
         self.output_activation = (
             make_activation(config.output_activation) if config.residual else nn.Identity()

@@ -5,7 +5,13 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from xr_dl4ds.models.base import Backbone
-from xr_dl4ds.models.blocks import ResidualBlock, TransitionBlock, conv3x3, make_activation, make_dropout
+from xr_dl4ds.models.blocks import (
+    ResidualBlock,
+    TransitionBlock,
+    conv3x3,
+    make_activation,
+    make_dropout,
+)
 from xr_dl4ds.models.registry import register_backbone
 
 __all__ = ["ResNetBackbone"]

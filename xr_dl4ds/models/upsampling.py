@@ -20,9 +20,7 @@ __all__ = ["SubpixelConvolution", "prime_factors"]
 def prime_factors(n: int) -> list[int]:
     """The prime factors of ``n >= 2`` in ascending order (``12 -> [2, 2, 3]``)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise ScaleError(
-            f"Invalid scale {n!r}. Allowed: an integer >= 2. Fix: pass e.g. scale=4."
-        )
+        raise ScaleError(f"Invalid scale {n!r}. Allowed: an integer >= 2. Fix: pass e.g. scale=4.")
     factors: list[int] = []
     p = 2
     while p * p <= n:
@@ -51,7 +49,7 @@ class _PixelShuffleStage(nn.Module):
         upsampling, with no checkerboard pattern."""
         r2 = self.factor**2
         out = self.conv.out_channels // r2
-        base = init_conv_(nn.Conv2d(self.conv.in_channels, out, self.conv.kernel_size))
+        base = init_conv_(nn.Conv2d(self.conv.in_channels, out, 3))
         self.conv.weight.copy_(base.weight.repeat_interleave(r2, dim=0))
         if self.conv.bias is not None:
             self.conv.bias.zero_()
@@ -87,7 +85,7 @@ class SubpixelConvolution(Upsampling):
     >>> import torch
     >>> from xr_dl4ds.models.upsampling import SubpixelConvolution
     >>> spc = SubpixelConvolution(8, 4, 6)
-    >>> [stage.factor for stage in spc.stages]
+    >>> spc.factors
     [2, 3]
     >>> spc(torch.zeros(1, 8, 3, 5)).shape
     torch.Size([1, 4, 18, 30])
@@ -103,6 +101,19 @@ class SubpixelConvolution(Upsampling):
             _PixelShuffleStage(in_channels if k == 0 else out_channels, out_channels, r)
             for k, r in enumerate(factors)
         )
+
+    @property
+    def factors(self) -> list[int]:
+        """The prime factor of each stage, in order."""
+        return [stage.factor for stage in self._stages()]
+
+    @property
+    def convs(self) -> list[nn.Conv2d]:
+        """The convolution of each stage, in order."""
+        return [stage.conv for stage in self._stages()]
+
+    def _stages(self) -> list[_PixelShuffleStage]:
+        return [stage for stage in self.stages if isinstance(stage, _PixelShuffleStage)]
 
     def forward(self, x: Tensor) -> Tensor:
         for stage in self.stages:
