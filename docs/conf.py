@@ -50,7 +50,7 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-templates_path = [sphinx_autosummary_accessors.templates_path]
+templates_path = ["_templates", sphinx_autosummary_accessors.templates_path]
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
 
 myst_enable_extensions = ["colon_fence", "deflist"]
@@ -59,6 +59,7 @@ myst_heading_anchors = 3
 autosummary_generate = True
 autodoc_typehints = "none"  # numpydoc writes the types from the docstrings
 autodoc_member_order = "bysource"
+autodoc_inherit_docstrings = False  # torch.nn.Module docstrings are not about this package
 
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False

@@ -58,13 +58,20 @@ def main(output: Path, epochs: int) -> dict[str, float]:
         "model": float(rmse(fine, truth)),
         "bicubic": float(rmse(bicubic, truth)),
     }
-    print(f"RMSE on the 6 test steps: model {scores['model']:.3f} K, "
-          f"bicubic {scores['bicubic']:.3f} K (ratio {scores['model'] / scores['bicubic']:.2f})")
+    print(
+        f"RMSE on the 6 test steps: model {scores['model']:.3f} K, "
+        f"bicubic {scores['bicubic']:.3f} K (ratio {scores['model'] / scores['bicubic']:.2f})"
+    )
 
     fine.to_netcdf(output / "t2m_downscaled.nc")
     fine.to_dataset().to_zarr(output / "t2m_downscaled.zarr", mode="w", consolidated=False)
-    _plot(coarse.isel(time=0), bicubic.isel(time=0), fine.isel(time=0), truth.isel(time=0),
-          output / "quickstart.png")
+    _plot(
+        coarse.isel(time=0),
+        bicubic.isel(time=0),
+        fine.isel(time=0),
+        truth.isel(time=0),
+        output / "quickstart.png",
+    )
     print(f"wrote {output}/t2m_downscaled.nc, .zarr, quickstart.png and t2m_resnet.dl4ds")
     return scores
 
@@ -75,10 +82,15 @@ def _plot(coarse, bicubic, fine, truth, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("coarse (4°)", coarse), ("bicubic", bicubic), ("resnet", fine), ("truth (1°)", truth)]
+    panels = [
+        ("coarse (4°)", coarse),
+        ("bicubic", bicubic),
+        ("resnet", fine),
+        ("truth (1°)", truth),
+    ]
     vmin, vmax = float(truth.min()), float(truth.max())
     fig, axes = plt.subplots(1, 4, figsize=(18, 3.6), constrained_layout=True)
-    for ax, (title, da) in zip(axes, panels):
+    for ax, (title, da) in zip(axes, panels, strict=True):
         im = da.plot(ax=ax, vmin=vmin, vmax=vmax, cmap="RdYlBu_r", add_colorbar=False)
         ax.set_title(title)
     fig.colorbar(im, ax=axes, label="2 m temperature [K]", shrink=0.9)

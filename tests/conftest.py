@@ -16,8 +16,17 @@ def hr():
 
 
 def train_small(data, **kwargs):
-    options = {"scale": 4, "epochs": 2, "patch_size": 16, "batch_size": 4,
-               "steps_per_epoch": 3, "progress": False, "seed": 0, "device": "cpu", **SMALL_NET}
+    options = {
+        "scale": 4,
+        "epochs": 2,
+        "patch_size": 16,
+        "batch_size": 4,
+        "steps_per_epoch": 3,
+        "progress": False,
+        "seed": 0,
+        "device": "cpu",
+        **SMALL_NET,
+    }
     options.update(kwargs)
     return data.dl4ds.fit(**options)
 

@@ -11,7 +11,9 @@ from xr_dl4ds.testing import raise_if_dask_computes, synthetic_dataarray, synthe
 
 
 def _plain(dims=("t", "a", "b"), shape=(2, 4, 8), **coords):
-    return xr.DataArray(np.arange(np.prod(shape), dtype=float).reshape(shape), dims=dims, coords=coords)
+    return xr.DataArray(
+        np.arange(np.prod(shape), dtype=float).reshape(shape), dims=dims, coords=coords
+    )
 
 
 @pytest.mark.parametrize(
@@ -115,8 +117,11 @@ def test_coarsen_rotated_keeps_grid_mapping_and_averages_aux_coords(rotated_hr):
 
 def test_coarsen_longitude_aux_coord_is_circular_mean():
     lon = np.array([[359.0, 1.0], [358.0, 2.0]])
-    da = xr.DataArray(np.zeros((2, 2)), dims=("rlat", "rlon"),
-                      coords={"lon": (("rlat", "rlon"), lon, {"standard_name": "longitude"})})
+    da = xr.DataArray(
+        np.zeros((2, 2)),
+        dims=("rlat", "rlon"),
+        coords={"lon": (("rlat", "rlon"), lon, {"standard_name": "longitude"})},
+    )
     out = grid.coarsen(da, 2)
     np.testing.assert_allclose(out["lon"].values % 360, [[0.0]], atol=1e-9)
 
@@ -158,4 +163,7 @@ def test_locate_subgrid():
     assert grid.locate_subgrid(ref, np.arange(3.0, 7.0) + 0.005) == 3
     with pytest.raises(GridError, match="do not match"):
         grid.locate_subgrid(ref, np.arange(3.0, 7.0) + 0.5)
-    assert grid.locate_subgrid(np.array([350.0, 355.0, 0.0]), np.array([-5.0, 0.0]), longitude=True) == 1
+    assert (
+        grid.locate_subgrid(np.array([350.0, 355.0, 0.0]), np.array([-5.0, 0.0]), longitude=True)
+        == 1
+    )

@@ -43,8 +43,12 @@ def test_output_grid_and_metadata(model, coarse, hr):
     xr.testing.assert_identical(out["time"], hr["time"])
     for key in ("units", "standard_name", "long_name"):
         assert out.attrs[key] == hr["tas"].attrs[key]
-    assert out.attrs["history"].splitlines()[0].endswith(
-        "downscaled x4 with xr_dl4ds " + xr_dl4ds.__version__ + " (resnet+spc, target tas)"
+    assert (
+        out.attrs["history"]
+        .splitlines()[0]
+        .endswith(
+            "downscaled x4 with xr_dl4ds " + xr_dl4ds.__version__ + " (resnet+spc, target tas)"
+        )
     )
     assert out.dtype == np.float32 and out.name == "tas"
 
@@ -116,7 +120,9 @@ def test_mismatches_are_explained(model, coarse):
     del no_units.attrs["units"]
     with pytest.raises(UnitsError, match="no 'units' attribute"):
         no_units.dl4ds.downscale(model)
-    with pytest.raises(GridError, match="does not match the model's low-resolution grid along 'lat'"):
+    with pytest.raises(
+        GridError, match="does not match the model's low-resolution grid along 'lat'"
+    ):
         da.assign_coords(lat=da.lat + 2.0).dl4ds.downscale(model)
 
 

@@ -18,7 +18,9 @@ from xr_dl4ds.testing import raise_if_dask_computes
 
 def test_stats_match_numpy_and_skip_nan():
     values = np.array([[1.0, 2.0], [np.nan, 5.0]])
-    ds = xr.Dataset({"a": (("y", "x"), values, {"units": "K"}), "c": (("y", "x"), np.full((2, 2), 3.0))})
+    ds = xr.Dataset(
+        {"a": (("y", "x"), values, {"units": "K"}), "c": (("y", "x"), np.full((2, 2), 3.0))}
+    )
     stats = compute_stats(ds)
     assert stats["a"].mean == pytest.approx(np.nanmean(values))
     assert stats["a"].std == pytest.approx(np.nanstd(values))
@@ -43,7 +45,9 @@ def test_normalize_roundtrip_and_dtype():
 
 
 def test_unit_conversion_is_lazy_and_exact():
-    da = xr.DataArray(np.array([0.0, 10.0]), dims="x", attrs={"units": "degC", "long_name": "t"}).chunk()
+    da = xr.DataArray(
+        np.array([0.0, 10.0]), dims="x", attrs={"units": "degC", "long_name": "t"}
+    ).chunk()
     with raise_if_dask_computes():
         out = convert_units(da, "K")
     np.testing.assert_allclose(out.values, [273.15, 283.15])

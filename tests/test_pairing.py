@@ -57,7 +57,9 @@ def test_mos_pair_nests_cuts_and_intersects_times(hr):
 def test_mos_grid_that_does_not_nest(hr):
     coarse = hr[["tas"]].dl4ds.coarsen(scale=4)
     shifted = coarse.assign_coords(lat=coarse.lat + 1.0)  # off by 0.8 fine cells
-    with pytest.raises(GridError, match="does not nest in the high-resolution grid at scale=4 along 'lat'"):
+    with pytest.raises(
+        GridError, match="does not nest in the high-resolution grid at scale=4 along 'lat'"
+    ):
         xr_dl4ds.pair(hr, scale=4, lowres=shifted)
     with pytest.raises(GridError, match="does not nest"):
         xr_dl4ds.pair(hr, scale=2, lowres=coarse)

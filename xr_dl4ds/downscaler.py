@@ -54,7 +54,9 @@ def _spatial_coords(ds: xr.Dataset, y: Hashable, x: Hashable) -> xr.Dataset:
     return xr.Dataset(coords=coords)
 
 
-def _grid_mapping(obj: xr.DataArray | xr.Dataset, target: Sequence[str]) -> tuple[str | None, xr.Dataset]:
+def _grid_mapping(
+    obj: xr.DataArray | xr.Dataset, target: Sequence[str]
+) -> tuple[str | None, xr.Dataset]:
     """Name of the CF grid-mapping variable of the target and a Dataset holding it."""
     arrays = [obj] if isinstance(obj, xr.DataArray) else [obj[n] for n in target]
     for da in arrays:
@@ -202,7 +204,15 @@ def _split_validation(
     return p.isel_time(np.flatnonzero(~is_val)), p.isel_time(np.flatnonzero(is_val))
 
 
-_TRAINING_KEYS = ("loss", "epochs", "batch_size", "patch_size", "learning_rate", "steps_per_epoch", "seed")
+_TRAINING_KEYS = (
+    "loss",
+    "epochs",
+    "batch_size",
+    "patch_size",
+    "learning_rate",
+    "steps_per_epoch",
+    "seed",
+)
 
 
 def fit(
@@ -294,14 +304,25 @@ def fit(
     for name, value, minimum in (("epochs", epochs, 1), ("batch_size", batch_size, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ConfigError(f"{name}={value!r} must be an integer >= {minimum}.")
-    if steps_per_epoch is not None and (not isinstance(steps_per_epoch, int) or steps_per_epoch < 1):
+    if steps_per_epoch is not None and (
+        not isinstance(steps_per_epoch, int) or steps_per_epoch < 1
+    ):
         raise ConfigError(f"steps_per_epoch={steps_per_epoch!r} must be None or an integer >= 1.")
-    if not (isinstance(learning_rate, (int, float)) and learning_rate > 0 and math.isfinite(learning_rate)):
+    if not (
+        isinstance(learning_rate, (int, float))
+        and learning_rate > 0
+        and math.isfinite(learning_rate)
+    ):
         raise ConfigError(f"learning_rate={learning_rate!r} must be a positive number, e.g. 1e-3.")
     loss_fn = get_loss(loss)
     dev = resolve_device(device)
     known = {f.name for f in dataclasses.fields(ModelConfig)} - {
-        "backbone", "upsampling", "scale", "in_channels", "out_channels", "static_channels"
+        "backbone",
+        "upsampling",
+        "scale",
+        "in_channels",
+        "out_channels",
+        "static_channels",
     }
     unknown = sorted(set(model_options) - known)
     if unknown:
@@ -311,8 +332,16 @@ def fit(
         )
 
     # -- pair and split --------------------------------------------------------------
-    p = pair(obj, scale=scale, target=target, lowres=lowres, static=static, predictors=predictors,
-             spatial_dims=spatial_dims, time_dim=time_dim)
+    p = pair(
+        obj,
+        scale=scale,
+        target=target,
+        lowres=lowres,
+        static=static,
+        predictors=predictors,
+        spatial_dims=spatial_dims,
+        time_dim=time_dim,
+    )
     train_pair, val_pair = _split_validation(p, val_time, val_fraction)
     ydim, xdim = p.spatial_dims
     config = ModelConfig(
@@ -343,32 +372,60 @@ def fit(
         steps_per_epoch = max(1, math.ceil(arrays.n_samples * per_field / batch_size))
 
     def train_batches(epoch: int):
-        return random_patches(arrays, scale=p.scale, patch=patch, batch_size=batch_size,
-                              n_batches=steps_per_epoch, rng=rng)
+        return random_patches(
+            arrays,
+            scale=p.scale,
+            patch=patch,
+            batch_size=batch_size,
+            n_batches=steps_per_epoch,
+            rng=rng,
+        )
 
     val_batches = None
     if val_arrays is not None:
+
         def val_batches():
             return whole_fields(val_arrays, scale=p.scale, batch_size=batch_size)
 
     history = train_supervised(
-        net, train_batches, epochs=epochs, loss_fn=loss_fn, learning_rate=learning_rate,
-        device=dev, val_batches=val_batches, progress=progress,
+        net,
+        train_batches,
+        epochs=epochs,
+        loss_fn=loss_fn,
+        learning_rate=learning_rate,
+        device=dev,
+        val_batches=val_batches,
+        progress=progress,
     )
 
     # -- assemble the model object ---------------------------------------------------
     epochs_coord = np.arange(1, epochs + 1)
     hist = xr.Dataset(
         {
-            "loss": ("epoch", np.asarray(history["loss"]), {"long_name": f"training loss ({loss}, normalized units)"}),
-            "learning_rate": ("epoch", np.asarray(history["learning_rate"]), {"long_name": "learning rate"}),
-            "duration": ("epoch", np.asarray(history["time"]), {"long_name": "epoch duration", "units": "s"}),
+            "loss": (
+                "epoch",
+                np.asarray(history["loss"]),
+                {"long_name": f"training loss ({loss}, normalized units)"},
+            ),
+            "learning_rate": (
+                "epoch",
+                np.asarray(history["learning_rate"]),
+                {"long_name": "learning rate"},
+            ),
+            "duration": (
+                "epoch",
+                np.asarray(history["time"]),
+                {"long_name": "epoch duration", "units": "s"},
+            ),
         },
         coords={"epoch": ("epoch", epochs_coord, {"long_name": "epoch"})},
     )
     if "val_loss" in history:
-        hist["val_loss"] = ("epoch", np.asarray(history["val_loss"]),
-                            {"long_name": f"validation loss ({loss}, normalized units)"})
+        hist["val_loss"] = (
+            "epoch",
+            np.asarray(history["val_loss"]),
+            {"long_name": f"validation loss ({loss}, normalized units)"},
+        )
 
     hr_grid = _spatial_coords(p.highres, ydim, xdim)
     gm_name, gm = _grid_mapping(obj, p.target)
@@ -389,16 +446,26 @@ def fit(
         periodic=bool(x_coord is not None and is_periodic(x_coord)),
         grid_mapping=gm_name,
     )
-    versions = {"xr_dl4ds": __version__, "torch": torch.__version__, "xarray": xr.__version__,
-                "numpy": np.__version__}
+    versions = {
+        "xr_dl4ds": __version__,
+        "torch": torch.__version__,
+        "xarray": xr.__version__,
+        "numpy": np.__version__,
+    }
     training = {
         "loss": loss if isinstance(loss, str) else getattr(loss, "__name__", "custom"),
-        "epochs": epochs, "batch_size": batch_size,
+        "epochs": epochs,
+        "batch_size": batch_size,
         "patch_size": None if patch_size is None else [patch[0] * p.scale, patch[1] * p.scale],
-        "steps_per_epoch": steps_per_epoch, "learning_rate": float(learning_rate), "seed": seed,
-        "mode": p.mode, "device": str(dev),
-        "train_steps": int(arrays.n_samples), "val_steps": int(val_arrays.n_samples) if val_arrays else 0,
-        "train_period": _period(train_pair), "val_period": _period(val_pair) if val_pair else None,
+        "steps_per_epoch": steps_per_epoch,
+        "learning_rate": float(learning_rate),
+        "seed": seed,
+        "mode": p.mode,
+        "device": str(dev),
+        "train_steps": int(arrays.n_samples),
+        "val_steps": int(val_arrays.n_samples) if val_arrays else 0,
+        "train_period": _period(train_pair),
+        "val_period": _period(val_pair) if val_pair else None,
     }
     if not np.isfinite(history["loss"][-1]):
         warnings.warn("The final training loss is not finite.", DL4DSWarning, stacklevel=2)
@@ -406,9 +473,19 @@ def fit(
         raise DataError("Every high-resolution cell is missing in the training data.")
     state = {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()}
     return Downscaler(
-        config=config, state_dict=state, target=p.target, predictors=p.predictors,
-        static_names=p.static_names, stats=stats, attrs=attrs, grid=grid, static=arrays.static,
-        static_lowres=arrays.static_lowres, mask=mask, history=hist, training=training,
+        config=config,
+        state_dict=state,
+        target=p.target,
+        predictors=p.predictors,
+        static_names=p.static_names,
+        stats=stats,
+        attrs=attrs,
+        grid=grid,
+        static=arrays.static,
+        static_lowres=arrays.static_lowres,
+        mask=mask,
+        history=hist,
+        training=training,
         versions=versions,
     )
 

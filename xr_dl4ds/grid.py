@@ -302,7 +302,9 @@ def _interp_linear_extrap(xq: np.ndarray, values: np.ndarray, axis: int) -> np.n
     return np.moveaxis(out, 0, axis)
 
 
-def refine_coords(values: np.ndarray, scale: int, *, axis: int = 0, longitude: bool = False) -> np.ndarray:
+def refine_coords(
+    values: np.ndarray, scale: int, *, axis: int = 0, longitude: bool = False
+) -> np.ndarray:
     """High-resolution coordinate values for coarse ``values`` along ``axis``.
 
     The inverse of block-mean coarsening: fine cell ``j`` sits at coarse fractional

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import threading
 from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -12,7 +13,14 @@ import xarray as xr
 from .data.normalization import convert_units, denormalize, normalize
 from .data.pairing import _as_dataset
 from .exceptions import ConfigError, GridError, ScaleError, VariableError
-from .grid import _is_longitude, _spacing, get_spatial_dims, highres_coords, is_periodic, locate_subgrid
+from .grid import (
+    _is_longitude,
+    _spacing,
+    get_spatial_dims,
+    highres_coords,
+    is_periodic,
+    locate_subgrid,
+)
 from .options import OPTIONS
 
 if TYPE_CHECKING:
@@ -21,6 +29,11 @@ if TYPE_CHECKING:
 T_Xarray = TypeVar("T_Xarray", xr.DataArray, xr.Dataset)
 
 __all__ = ["downscale"]
+
+# One forward pass at a time per process: torch already uses every core inside a pass, and
+# dask's threads each starting one would oversubscribe the CPU (measured on 2 cores: a
+# training step ran 5-30x slower while another busy process competed for the cores).
+_TORCH_LOCK = threading.Lock()
 
 _CHANNEL = "dl4ds_channel"
 _OUT = ("dl4ds_variable", "dl4ds_y", "dl4ds_x")
@@ -48,7 +61,9 @@ def _resolve_model(model: Downscaler | str | None) -> Downscaler:
 
 
 def _match_spatial_dims(
-    ds: xr.Dataset, model: Downscaler, spatial_dims: Sequence[Hashable] | Mapping[str, Hashable] | None
+    ds: xr.Dataset,
+    model: Downscaler,
+    spatial_dims: Sequence[Hashable] | Mapping[str, Hashable] | None,
 ) -> tuple[Hashable, Hashable]:
     if spatial_dims is None and model.grid.y in ds.dims and model.grid.x in ds.dims:
         return model.grid.y, model.grid.x
@@ -59,8 +74,10 @@ def _locate(ds: xr.Dataset, model: Downscaler, y: Hashable, x: Hashable) -> tupl
     """Offset of the input grid inside the model's low-res grid; None when it is elsewhere
     (allowed only for models without static fields or mask)."""
     g = model.grid
-    ref = {y: g.lowres[g.y] if g.y in g.lowres.coords else None,
-           x: g.lowres[g.x] if g.x in g.lowres.coords else None}
+    ref = {
+        y: g.lowres[g.y] if g.y in g.lowres.coords else None,
+        x: g.lowres[g.x] if g.x in g.lowres.coords else None,
+    }
     needs_grid = bool(model.static_names) or model.mask is not None
     offsets = []
     for d, r in ref.items():
@@ -78,8 +95,13 @@ def _locate(ds: xr.Dataset, model: Downscaler, y: Hashable, x: Hashable) -> tupl
             return None
         try:
             offsets.append(
-                locate_subgrid(r.values, ds[d].values, tolerance=0.05, name=f"input {d!r}",
-                               longitude=_is_longitude(r))
+                locate_subgrid(
+                    r.values,
+                    ds[d].values,
+                    tolerance=0.05,
+                    name=f"input {d!r}",
+                    longitude=_is_longitude(r),
+                )
             )
         except GridError as err:
             if needs_grid:
@@ -136,9 +158,11 @@ def _kernel(
     dev = torch.device(device)
     st_lr_t = torch.from_numpy(np.ascontiguousarray(st_lr)).to(dev)
     st_hr_t = None if st_hr is None else torch.from_numpy(np.ascontiguousarray(st_hr)).to(dev)
-    with torch.inference_mode():
+    with _TORCH_LOCK, torch.inference_mode():
         for start in range(0, flat.shape[0], batch_size):
-            xb = torch.from_numpy(np.ascontiguousarray(flat[start : start + batch_size], np.float32)).to(dev)
+            xb = torch.from_numpy(
+                np.ascontiguousarray(flat[start : start + batch_size], np.float32)
+            ).to(dev)
             n = xb.shape[0]
             xb = torch.cat([xb, st_lr_t.expand(n, -1, -1, -1)], dim=1)
             sb = None if st_hr_t is None else st_hr_t.expand(n, -1, -1, -1)
@@ -257,7 +281,9 @@ def downscale(
     y, x = _match_spatial_dims(ds, model, spatial_dims)
     for n in needed:
         if not {y, x} <= set(ds[n].dims):
-            raise GridError(f"Variable {n!r} has dims {ds[n].dims}, without the spatial dims ({y!r}, {x!r}).")
+            raise GridError(
+                f"Variable {n!r} has dims {ds[n].dims}, without the spatial dims ({y!r}, {x!r})."
+            )
     if ds.sizes[y] < 1 or ds.sizes[x] < 1:
         raise GridError(f"The input grid is empty ({y}: {ds.sizes[y]}, {x}: {ds.sizes[x]}).")
     offset = _locate(ds, model, y, x)
@@ -272,7 +298,9 @@ def downscale(
         da = convert_units(ds[n], model.stats[n].units, name=n)
         channels.append(normalize(da, model.stats[n]).fillna(0.0))
     template_dims = [d for d in ds[model.target[0]].dims]
-    stacked = xr.concat(channels, dim=_CHANNEL, coords="minimal", compat="override", join="override")
+    stacked = xr.concat(
+        channels, dim=_CHANNEL, coords="minimal", compat="override", join="override"
+    )
     if stacked.chunks is not None:
         stacked = stacked.chunk({_CHANNEL: -1, y: -1, x: -1})
     h, w = ds.sizes[y], ds.sizes[x]
@@ -284,8 +312,16 @@ def downscale(
         exclude_dims={y, x},
         dask="parallelized",
         output_dtypes=[np.float32],
-        dask_gufunc_kwargs={"output_sizes": {_OUT[0]: len(model.target), _OUT[1]: h * s, _OUT[2]: w * s}},
-        kwargs={"model": model, "offset": offset, "batch_size": batch_size, "device": dev, "halo": halo},
+        dask_gufunc_kwargs={
+            "output_sizes": {_OUT[0]: len(model.target), _OUT[1]: h * s, _OUT[2]: w * s}
+        },
+        kwargs={
+            "model": model,
+            "offset": offset,
+            "batch_size": batch_size,
+            "device": dev,
+            "halo": halo,
+        },
         keep_attrs=True,  # keeps the attrs of the non-spatial coords; variable attrs are set below
     )
 
@@ -295,8 +331,11 @@ def downscale(
         g = model.grid
         hr_coords = {
             n: c.variable
-            for n, c in g.highres.isel({g.y: slice(iy * s, (iy + h) * s), g.x: slice(ix * s, (ix + w) * s)})
-            .rename({g.y: y, g.x: x}).coords.items()
+            for n, c in g.highres.isel(
+                {g.y: slice(iy * s, (iy + h) * s), g.x: slice(ix * s, (ix + w) * s)}
+            )
+            .rename({g.y: y, g.x: x})
+            .coords.items()
         }
         derived = highres_coords(ds, s, spatial_dims=(y, x))
         for n, v in derived.items():

@@ -85,7 +85,9 @@ def _dataset_to_payload(ds: xr.Dataset, prefix: str, arrays: dict[str, Any]) -> 
     return spec
 
 
-def _dataset_from_payload(spec: Mapping[str, Any], prefix: str, arrays: Mapping[str, Any]) -> xr.Dataset:
+def _dataset_from_payload(
+    spec: Mapping[str, Any], prefix: str, arrays: Mapping[str, Any]
+) -> xr.Dataset:
     coords, data_vars = {}, {}
     for name, s in spec.items():
         values = arrays[f"{prefix}/{name}"].numpy().astype(s["dtype"], copy=False)
@@ -113,7 +115,10 @@ def save(model: Downscaler, path: str | os.PathLike[str] | IO[bytes]) -> None:
         "stats": {k: v.to_dict() for k, v in model.stats.items()},
         "attrs": _to_json(model.attrs),
         "grid": {
-            "y": g.y, "x": g.x, "time_dim": g.time_dim, "periodic": g.periodic,
+            "y": g.y,
+            "x": g.x,
+            "time_dim": g.time_dim,
+            "periodic": g.periodic,
             "grid_mapping": g.grid_mapping,
             "lowres": _dataset_to_payload(g.lowres, "grid/lowres", arrays),
             "highres": _dataset_to_payload(g.highres, "grid/highres", arrays),
@@ -202,11 +207,14 @@ def load(path: str | os.PathLike[str] | IO[bytes]) -> Downscaler:
         grid = GridInfo(
             lowres=_dataset_from_payload(g["lowres"], "grid/lowres", arrays),
             highres=_dataset_from_payload(g["highres"], "grid/highres", arrays),
-            y=g["y"], x=g["x"], time_dim=g["time_dim"], periodic=bool(g["periodic"]),
+            y=g["y"],
+            x=g["x"],
+            time_dim=g["time_dim"],
+            periodic=bool(g["periodic"]),
             grid_mapping=g["grid_mapping"],
         )
         mask = arrays["mask"].numpy() if "mask" in arrays else None
-        return Downscaler(
+        model = Downscaler(
             config=ModelConfig.from_dict(meta["config"]),
             state_dict=payload["state_dict"],
             target=meta["target"],
@@ -227,6 +235,14 @@ def load(path: str | os.PathLike[str] | IO[bytes]) -> Downscaler:
             f"{where!s} has the xr_dl4ds header but its content is incomplete or damaged "
             f"({type(err).__name__}: {err}). Save the model again."
         ) from None
+    try:
+        model.network("cpu")  # the weights must fit the architecture in the config
+    except RuntimeError as err:
+        raise ModelFileError(
+            f"{where!s}: the stored weights do not fit the stored network configuration "
+            f"({str(err).splitlines()[0]}). The file is damaged; save the model again."
+        ) from None
+    return model
 
 
 def dumps(model: Downscaler) -> bytes:

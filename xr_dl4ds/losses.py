@@ -4,7 +4,6 @@ ocean in land-only data) contribute nothing, and the mean is over valid cells on
 from __future__ import annotations
 
 from collections.abc import Callable
-
 from typing import TYPE_CHECKING
 
 from .exceptions import RegistryError
@@ -24,12 +23,16 @@ def _masked_mean(err: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return (err * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-def masked_mae(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def masked_mae(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean absolute error over the valid cells."""
     return _masked_mean((pred - target).abs(), mask)
 
 
-def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def masked_mse(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean squared error over the valid cells."""
     return _masked_mean((pred - target) ** 2, mask)
 

@@ -27,7 +27,9 @@ def _valid_pair(a: T_Xarray, b: T_Xarray) -> tuple[T_Xarray, T_Xarray]:
     return a.where(valid), b.where(valid)
 
 
-def rmse(prediction: T_Xarray, truth: T_Xarray, dim: Hashable | Sequence[Hashable] | None = None) -> T_Xarray:
+def rmse(
+    prediction: T_Xarray, truth: T_Xarray, dim: Hashable | Sequence[Hashable] | None = None
+) -> T_Xarray:
     """Root-mean-square error over ``dim`` (all dims by default), NaNs skipped.
 
     Examples
@@ -40,13 +42,17 @@ def rmse(prediction: T_Xarray, truth: T_Xarray, dim: Hashable | Sequence[Hashabl
     return np.sqrt(((a - b) ** 2).mean(dim))
 
 
-def mae(prediction: T_Xarray, truth: T_Xarray, dim: Hashable | Sequence[Hashable] | None = None) -> T_Xarray:
+def mae(
+    prediction: T_Xarray, truth: T_Xarray, dim: Hashable | Sequence[Hashable] | None = None
+) -> T_Xarray:
     """Mean absolute error over ``dim`` (all dims by default), NaNs skipped."""
     a, b = _valid_pair(prediction, truth)
     return abs(a - b).mean(dim)
 
 
-def bias(prediction: T_Xarray, truth: T_Xarray, dim: Hashable | Sequence[Hashable] | None = None) -> T_Xarray:
+def bias(
+    prediction: T_Xarray, truth: T_Xarray, dim: Hashable | Sequence[Hashable] | None = None
+) -> T_Xarray:
     """Mean of ``prediction - truth`` over ``dim`` (all dims by default), NaNs skipped."""
     a, b = _valid_pair(prediction, truth)
     return (a - b).mean(dim)
@@ -101,13 +107,24 @@ def interpolate(
         dims = list(da.dims)
         if da.chunks is not None:
             da = da.chunk({y: -1, x: -1})
-        out = xr.apply_ufunc(
-            _interp_kernel, da,
-            input_core_dims=[[y, x]], output_core_dims=[["_y_hr", "_x_hr"]],
-            exclude_dims={y, x}, dask="parallelized", output_dtypes=[da.dtype],
-            dask_gufunc_kwargs={"output_sizes": {"_y_hr": da.sizes[y] * scale, "_x_hr": da.sizes[x] * scale}},
-            kwargs={"scale": scale, "method": method, "halo": halo}, keep_attrs=True,
-        ).rename({"_y_hr": y, "_x_hr": x}).transpose(*dims)
+        out = (
+            xr.apply_ufunc(
+                _interp_kernel,
+                da,
+                input_core_dims=[[y, x]],
+                output_core_dims=[["_y_hr", "_x_hr"]],
+                exclude_dims={y, x},
+                dask="parallelized",
+                output_dtypes=[da.dtype],
+                dask_gufunc_kwargs={
+                    "output_sizes": {"_y_hr": da.sizes[y] * scale, "_x_hr": da.sizes[x] * scale}
+                },
+                kwargs={"scale": scale, "method": method, "halo": halo},
+                keep_attrs=True,
+            )
+            .rename({"_y_hr": y, "_x_hr": x})
+            .transpose(*dims)
+        )
         return out.assign_coords({k: v for k, v in coords.items() if set(v.dims) <= set(out.dims)})
 
     if isinstance(coarse, xr.DataArray):

@@ -54,7 +54,7 @@ def compute_stats(
         lazy.append((x.count(), x.sum(), (x * x).sum()))
     (computed,) = dask.compute(lazy)
     out = {}
-    for n, (count, total, total_sq) in zip(names, computed):
+    for n, (count, total, total_sq) in zip(names, computed, strict=True):
         count = int(count)
         if count == 0:
             raise DataError(
@@ -103,7 +103,9 @@ def unit_conversion(from_units: str, to_units: str) -> tuple[float, float]:
     return float(q1 - q0), float(q0)
 
 
-def convert_units(da: xr.DataArray, to_units: str | None, *, name: Hashable | None = None) -> xr.DataArray:
+def convert_units(
+    da: xr.DataArray, to_units: str | None, *, name: Hashable | None = None
+) -> xr.DataArray:
     """Convert ``da`` to ``to_units`` with pint, lazily (a scalar factor and offset).
 
     Returns ``da`` unchanged when the units are equal or the model has no units. The
@@ -124,7 +126,9 @@ def convert_units(da: xr.DataArray, to_units: str | None, *, name: Hashable | No
     if factor == 1.0 and offset == 0.0:
         out = da.copy(deep=False)
     else:
-        out = da * np.asarray(factor, dtype=da.dtype if da.dtype.kind == "f" else np.float64) + offset
+        out = (
+            da * np.asarray(factor, dtype=da.dtype if da.dtype.kind == "f" else np.float64) + offset
+        )
         if da.dtype.kind == "f":
             out = out.astype(da.dtype)
     out.attrs = {**da.attrs, "units": to_units}

@@ -16,14 +16,23 @@ import numpy as np
 import xarray as xr
 
 from ..exceptions import DataError, DL4DSWarning, GridError, VariableError
-from ..grid import _is_longitude, check_scale, coarsen, get_spatial_dims, locate_subgrid, trim_to_scale
+from ..grid import (
+    _is_longitude,
+    check_scale,
+    coarsen,
+    get_spatial_dims,
+    locate_subgrid,
+    trim_to_scale,
+)
 
 __all__ = ["Pair", "pair", "get_time_dim", "select_target"]
 
 _TIME_NAMES = ("time", "t", "valid_time", "date")
 
 
-def get_time_dim(obj: xr.DataArray | xr.Dataset, time_dim: Hashable | None = None) -> Hashable | None:
+def get_time_dim(
+    obj: xr.DataArray | xr.Dataset, time_dim: Hashable | None = None
+) -> Hashable | None:
     """The time dimension of ``obj``: ``time_dim`` if given, else a datetime-valued dim
     coordinate, else one named time/t/valid_time/date, else ``None`` (static data)."""
     if time_dim is not None:
@@ -68,7 +77,9 @@ def select_target(
         candidates = [
             str(n)
             for n, v in ds.data_vars.items()
-            if set(spatial) <= set(v.dims) and time_dim is not None and time_dim in v.dims
+            if set(spatial) <= set(v.dims)
+            and time_dim is not None
+            and time_dim in v.dims
             and str(n) not in excluded
         ]
         if len(candidates) == 1:
@@ -179,7 +190,11 @@ def _names(arg: str | Iterable[str] | None) -> list[str]:
 
 
 def _check_same_grid(
-    field: xr.DataArray, ref: xr.Dataset, spatial: tuple[Hashable, Hashable], what: str, tolerance: float
+    field: xr.DataArray,
+    ref: xr.Dataset,
+    spatial: tuple[Hashable, Hashable],
+    what: str,
+    tolerance: float,
 ) -> xr.DataArray:
     """Check that ``field`` lies on the grid of ``ref`` (or contains it); return it on that grid."""
     for d in spatial:
@@ -199,7 +214,10 @@ def _check_same_grid(
             continue
         try:
             off = locate_subgrid(
-                field[d].values, ref[d].values, tolerance=tolerance, name=f"{d!r} of the target",
+                field[d].values,
+                ref[d].values,
+                tolerance=tolerance,
+                name=f"{d!r} of the target",
                 longitude=_is_longitude(ref[d]),
             )
         except GridError:
@@ -279,7 +297,9 @@ def pair(
             f"No time dimension found (dims: {tuple(ds.dims)}). Training needs samples "
             "along a time-like dimension: pass time_dim='<name>'."
         )
-    named_predictors = [] if isinstance(predictors, (xr.DataArray, xr.Dataset)) else _names(predictors)
+    named_predictors = (
+        [] if isinstance(predictors, (xr.DataArray, xr.Dataset)) else _names(predictors)
+    )
     targets = select_target(ds, target, spatial, tdim, exclude=named_predictors)
     for n in targets:
         if tdim not in ds[n].dims:
@@ -342,7 +362,7 @@ def pair(
         lr_ds = lr_ds[targets]
         lr_spatial = get_spatial_dims(lr_ds, spatial_dims)
         if lr_spatial != spatial:
-            lr_ds = lr_ds.rename(dict(zip(lr_spatial, spatial)))
+            lr_ds = lr_ds.rename(dict(zip(lr_spatial, spatial, strict=True)))
         lr_tdim = get_time_dim(lr_ds, time_dim or tdim)
         if lr_tdim is None:
             raise GridError("The low-resolution data has no time dimension.")
@@ -389,7 +409,7 @@ def pair(
             p = pred_ds[n]
             p_spatial = get_spatial_dims(p, spatial_dims)
             if p_spatial != spatial:
-                p = p.rename(dict(zip(p_spatial, spatial)))
+                p = p.rename(dict(zip(p_spatial, spatial, strict=True)))
             p_t = get_time_dim(p, None)
             if p_t is not None and p_t != tdim:
                 p = p.rename({p_t: tdim})
@@ -398,8 +418,11 @@ def pair(
                     f"Predictor {n!r} has no time dimension; static fields go in static=."
                 )
             if p.sizes[ydim] == highres.sizes[ydim] and p.sizes[xdim] == highres.sizes[xdim]:
-                p = coarsen(_check_same_grid(p, highres, spatial, "predictor", tolerance), scale,
-                            spatial_dims=spatial)
+                p = coarsen(
+                    _check_same_grid(p, highres, spatial, "predictor", tolerance),
+                    scale,
+                    spatial_dims=spatial,
+                )
             else:
                 p = _check_same_grid(p, lr, spatial, "predictor", tolerance / scale)
             missing_t = np.setdiff1d(lr[tdim].values, p[tdim].values)
@@ -437,7 +460,9 @@ def _nest_lowres(
     lr: xr.Dataset, hr: xr.Dataset, scale: int, spatial: tuple[Hashable, Hashable], tolerance: float
 ) -> xr.Dataset:
     """Check that ``lr`` nests in ``hr`` at ``scale``; cut it to the high-res domain."""
-    grid_only = xr.Dataset(coords={n: c.variable for n, c in hr.coords.items() if set(c.dims) & set(spatial)})
+    grid_only = xr.Dataset(
+        coords={n: c.variable for n, c in hr.coords.items() if set(c.dims) & set(spatial)}
+    )
     expected = coarsen(grid_only, scale, spatial_dims=spatial)
     for d in spatial:
         if d not in lr.coords or d not in expected.coords:
@@ -450,8 +475,11 @@ def _nest_lowres(
             continue
         try:
             off = locate_subgrid(
-                lr[d].values, expected[d].values, tolerance=tolerance / scale,
-                name=f"block-mean {d!r} of the high-res grid", longitude=_is_longitude(hr[d]),
+                lr[d].values,
+                expected[d].values,
+                tolerance=tolerance / scale,
+                name=f"block-mean {d!r} of the high-res grid",
+                longitude=_is_longitude(hr[d]),
             )
         except GridError:
             e = expected[d].values
@@ -465,5 +493,7 @@ def _nest_lowres(
                 "Check the scale, or regrid the low-res data conservatively onto the coarsened "
                 "high-res grid (xr_dl4ds.coarsen(hr, scale=...) gives that grid)."
             ) from None
-        lr = lr.isel({d: slice(off, off + expected.sizes[d])}).assign_coords({d: expected[d].variable})
+        lr = lr.isel({d: slice(off, off + expected.sizes[d])}).assign_coords(
+            {d: expected[d].variable}
+        )
     return lr

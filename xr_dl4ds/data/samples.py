@@ -38,7 +38,9 @@ class TrainingArrays:
         return int(self.lowres.shape[0])
 
 
-def _stack(ds: xr.Dataset, names: tuple[str, ...], stats: Mapping[str, VariableStats], dims: tuple) -> np.ndarray:
+def _stack(
+    ds: xr.Dataset, names: tuple[str, ...], stats: Mapping[str, VariableStats], dims: tuple
+) -> np.ndarray:
     if not names:
         return np.zeros((0,), np.float32)
     arrays = [normalize(ds[n], stats[n]).transpose(*dims).values for n in names]
@@ -54,7 +56,9 @@ def to_arrays(p: Pair, stats: Mapping[str, VariableStats]) -> TrainingArrays:
     highres = _stack(p.highres, p.target, stats, (t, y, x))
     if p.static_names:
         static = _stack(p.static, p.static_names, stats, (y, x))
-        static_lr = _stack(coarsen(p.static, p.scale, spatial_dims=(y, x)), p.static_names, stats, (y, x))
+        static_lr = _stack(
+            coarsen(p.static, p.scale, spatial_dims=(y, x)), p.static_names, stats, (y, x)
+        )
     else:
         h, w = lowres.shape[-2:]
         static = np.zeros((0, h * p.scale, w * p.scale), np.float32)
@@ -86,13 +90,28 @@ class Batch:
     mask: np.ndarray  # (B, C_out, H, W)
 
 
-def _make_batch(arrays: TrainingArrays, t: np.ndarray, ys: np.ndarray, xs: np.ndarray, ph: int, pw: int, scale: int) -> Batch:
+def _make_batch(
+    arrays: TrainingArrays,
+    t: np.ndarray,
+    ys: np.ndarray,
+    xs: np.ndarray,
+    ph: int,
+    pw: int,
+    scale: int,
+) -> Batch:
     lr_list, s_list, y_list = [], [], []
-    for ti, yi, xi in zip(t, ys, xs):
+    for ti, yi, xi in zip(t, ys, xs, strict=True):
         lr_sl = (slice(yi, yi + ph), slice(xi, xi + pw))
         hr_sl = (slice(yi * scale, (yi + ph) * scale), slice(xi * scale, (xi + pw) * scale))
-        lr_list.append(np.concatenate([arrays.lowres[ti][(slice(None), *lr_sl)],
-                                       arrays.static_lowres[(slice(None), *lr_sl)]], axis=0))
+        lr_list.append(
+            np.concatenate(
+                [
+                    arrays.lowres[ti][(slice(None), *lr_sl)],
+                    arrays.static_lowres[(slice(None), *lr_sl)],
+                ],
+                axis=0,
+            )
+        )
         s_list.append(arrays.static[(slice(None), *hr_sl)])
         y_list.append(arrays.highres[ti][(slice(None), *hr_sl)])
     target = np.stack(y_list)
@@ -105,7 +124,9 @@ def _make_batch(arrays: TrainingArrays, t: np.ndarray, ys: np.ndarray, xs: np.nd
     )
 
 
-def patch_shape(patch_size: int | Mapping[str, int] | None, scale: int, lr_shape: tuple[int, int]) -> tuple[int, int]:
+def patch_shape(
+    patch_size: int | Mapping[str, int] | None, scale: int, lr_shape: tuple[int, int]
+) -> tuple[int, int]:
     """Low-resolution patch (height, width) for a high-resolution ``patch_size``.
 
     ``None`` or a size at least the grid means whole fields.

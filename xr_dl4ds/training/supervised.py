@@ -38,16 +38,24 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-def _to_tensors(batch: BatchLike, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+def _to_tensors(
+    batch: BatchLike, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
     x = torch.from_numpy(batch.lowres).to(device, non_blocking=True)
-    s = None if batch.static is None else torch.from_numpy(batch.static).to(device, non_blocking=True)
+    s = (
+        None
+        if batch.static is None
+        else torch.from_numpy(batch.static).to(device, non_blocking=True)
+    )
     y = torch.from_numpy(batch.target).to(device, non_blocking=True)
     m = torch.from_numpy(batch.mask).to(device, non_blocking=True)
     return x, s, y, m
 
 
 @torch.no_grad()
-def evaluate_loss(net: torch.nn.Module, batches: Iterable[BatchLike], loss_fn: Callable, device: torch.device) -> float:
+def evaluate_loss(
+    net: torch.nn.Module, batches: Iterable[BatchLike], loss_fn: Callable, device: torch.device
+) -> float:
     """Mask-weighted mean of ``loss_fn`` over ``batches`` (weights = valid cells)."""
     net.eval()
     total, weight = 0.0, 0.0
