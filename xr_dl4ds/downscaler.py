@@ -77,6 +77,32 @@ class Downscaler:
     the normalization statistics with their units, the variable names and attrs, the
     low- and high-resolution grids, the scale, the static fields, the training history
     and the package versions.
+
+    Attributes
+    ----------
+    config : ModelConfig
+        The network architecture (backbone, upsampling, scale, channels, widths...).
+    state_dict : dict of str to Tensor
+        The network weights (on the CPU).
+    target, predictors, static_names : tuple of str
+        Variable names, in the order of the network's channels.
+    stats : dict of str to VariableStats
+        Normalization mean, standard deviation and units of every variable.
+    attrs : dict
+        The attrs of every variable at training time.
+    grid : GridInfo
+        The training low- and high-resolution grids (coordinates with their attrs), the
+        dimension names, whether longitude is periodic, and the grid-mapping variable.
+    static, static_lowres : numpy.ndarray
+        Normalized static fields on the high- and low-resolution training grids.
+    mask : numpy.ndarray or None
+        Per target, the high-resolution cells that had data in training (None: all).
+    history : xarray.Dataset
+        Loss, validation loss, learning rate and duration per epoch.
+    training : dict
+        The training options and periods.
+    versions : dict
+        Versions of xr_dl4ds, torch, xarray and numpy that trained the model.
     """
 
     def __init__(
@@ -115,6 +141,7 @@ class Downscaler:
 
     @property
     def scale(self) -> int:
+        """The refinement factor (from the network configuration)."""
         return int(self.config.scale)
 
     def network(self, device: str | torch.device = "cpu") -> torch.nn.Module:
@@ -254,8 +281,9 @@ def fit(
         Refinement factor (integer >= 2).
     backbone, upsampling : str
         See :func:`xr_dl4ds.models.list_backbones` and ``list_upsamplings``.
-    loss : str
-        ``"mae"`` or ``"mse"`` (mask-aware; see :func:`xr_dl4ds.losses.list_losses`).
+    loss : str or callable
+        ``"mae"`` or ``"mse"`` (mask-aware; see :func:`xr_dl4ds.losses.list_losses`), or a
+        callable ``loss(pred, target, mask)`` returning a scalar tensor.
     epochs, batch_size : int
     patch_size : int, mapping or None
         Side of the random square patches, in high-resolution cells (a multiple of

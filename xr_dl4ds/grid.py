@@ -71,16 +71,35 @@ def _axis_of(obj: xr.DataArray | xr.Dataset, dim: Hashable) -> str | None:
     return None
 
 
+def _cf_spatial_dims(obj: xr.DataArray | xr.Dataset) -> tuple[Hashable, Hashable] | None:
+    """(y, x) from cf-xarray: the X/Y axes (axis attr, grid_latitude, projection_x...),
+    then the latitude/longitude coordinates (standard_name, units), among the dims."""
+    import cf_xarray  # noqa: F401  (registers .cf)
+
+    dims = set(obj.dims)
+    for y_key, x_key, lookup in (("Y", "X", "axes"), ("latitude", "longitude", "coordinates")):
+        try:
+            table = getattr(obj.cf, lookup)
+        except Exception:  # cf-xarray may choke on unusual attrs: fall back to our rules
+            return None
+        ys = [d for d in table.get(y_key, []) if d in dims]
+        xs = [d for d in table.get(x_key, []) if d in dims]
+        if len(ys) == 1 and len(xs) == 1:
+            return ys[0], xs[0]
+    return None
+
+
 def get_spatial_dims(
     obj: xr.DataArray | xr.Dataset,
     spatial_dims: Sequence[Hashable] | Mapping[str, Hashable] | None = None,
 ) -> tuple[Hashable, Hashable]:
     """Find the ``(y, x)`` spatial dimensions of an xarray object.
 
-    The search goes: an explicit ``spatial_dims`` override; then the CF attributes of the
-    dimension coordinates (``axis``, ``standard_name``, ``units``, as cf-xarray reads
-    them); then the common names ``lat/lon``, ``latitude/longitude``, ``rlat/rlon``,
-    ``y/x``.
+    The search goes: an explicit ``spatial_dims`` override; then cf-xarray's X/Y axes
+    (``axis`` attr, ``grid_latitude``, ``projection_y_coordinate``...) and its
+    latitude/longitude coordinates (``standard_name``, ``units``), among the dimension
+    coordinates; then the same CF attributes read directly; then the common names
+    ``lat/lon``, ``latitude/longitude``, ``rlat/rlon``, ``y/x``, ``nav_lat/nav_lon``.
 
     Parameters
     ----------
@@ -129,6 +148,9 @@ def get_spatial_dims(
             )
         return pair[0], pair[1]
 
+    found = _cf_spatial_dims(obj)
+    if found is not None:
+        return found
     ys = [d for d in dims if _axis_of(obj, d) == "Y"]
     xs = [d for d in dims if _axis_of(obj, d) == "X"]
     if len(ys) == 1 and len(xs) == 1:
@@ -395,7 +417,7 @@ def locate_subgrid(
     """Offset at which ``query`` appears as a contiguous run inside ``reference``.
 
     Both are 1-D coordinate arrays. ``tolerance`` is a fraction of the grid spacing of
-    ``reference``. Raises :class:`GridError` when ``query`` is not such a run.
+    ``reference``. Raises :class:`~xr_dl4ds.exceptions.GridError` when ``query`` is not such a run.
     """
     ref = np.asarray(reference, dtype=np.float64)
     q = np.asarray(query, dtype=np.float64)

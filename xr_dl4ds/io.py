@@ -150,7 +150,7 @@ def save(model: Downscaler, path: str | os.PathLike[str] | IO[bytes]) -> None:
 
 
 def load(path: str | os.PathLike[str] | IO[bytes]) -> Downscaler:
-    """Read a model written by :meth:`Downscaler.save`.
+    """Read a model written by :meth:`xr_dl4ds.Downscaler.save`.
 
     The file is read with ``torch.load(weights_only=True)``: no pickled code is executed.
 

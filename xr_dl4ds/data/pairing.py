@@ -260,7 +260,7 @@ def pair(
         MOS training: the low-resolution inputs for the target variable(s) (same names),
         from another source. Its grid must nest in the high-resolution one at ``scale``
         (its cell centres equal the block means of the fine ones, within ``tolerance``
-        coarse... fine cells; a larger coarse domain is cut to the fine one). Only common
+        fine grid spacings; a larger coarse domain is cut to the fine one). Only common
         time steps are kept. Without it (perfect prognosis) the low-resolution input is
         the block mean of ``obj``.
     static : names, DataArray or Dataset, optional

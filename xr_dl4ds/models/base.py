@@ -23,7 +23,7 @@ class Backbone(nn.Module):
     """A spatial feature extractor working on the low-resolution grid.
 
     Subclasses map ``(N, in_channels, h, w)`` to ``(N, out_channels, h, w)`` for any
-    ``h, w >= 1`` and set :attr:`out_channels` in their constructor.
+    ``h, w >= 1`` and set ``out_channels`` in their constructor.
 
     Attributes
     ----------
@@ -55,7 +55,7 @@ class Upsampling(nn.Module):
     """A learned upsampling by an integer ``scale``, after the backbone.
 
     Subclasses map ``(N, in_channels, h, w)`` to ``(N, out_channels, h*scale, w*scale)``
-    and set :attr:`out_channels` and :attr:`scale` in their constructor.
+    and set ``out_channels`` and ``scale`` in their constructor.
 
     Attributes
     ----------

@@ -37,7 +37,7 @@ class DownscalingNet(nn.Module):
     Parameters
     ----------
     config : ModelConfig
-        The full configuration, kept as :attr:`config`.
+        The full configuration, kept as ``config``.
 
     Attributes
     ----------
