@@ -27,7 +27,7 @@ SpatialDims = Sequence[Hashable] | Mapping[str, Hashable] | None
 
 class _DL4DSAccessor(Generic[T_Xarray]):
     def __init__(self, obj: T_Xarray) -> None:
-        self._obj = obj
+        self._obj: T_Xarray = obj
 
     @property
     def spatial_dims(self) -> tuple[Hashable, Hashable]:

@@ -187,7 +187,7 @@ def check_scale(scale: Any) -> int:
             "are supported: regrid the low-resolution data so that each coarse cell holds "
             "scale x scale fine cells, then pass that integer."
         )
-    return int(scale)
+    return int(float(scale))
 
 
 def trim_to_scale(
@@ -238,10 +238,10 @@ def _block_mean_coord(coord: xr.DataArray, dims: Mapping[Hashable, int]) -> xr.D
     if not cdims:
         return coord
     if _is_longitude(coord) and coord.ndim > 1:
-        rad = np.deg2rad(coord)
-        s = np.sin(rad).coarsen(cdims).mean()
-        c = np.cos(rad).coarsen(cdims).mean()
-        out = np.rad2deg(np.arctan2(s, c))
+        rad = coord * (np.pi / 180.0)
+        s = xr.apply_ufunc(np.sin, rad).coarsen(cdims).mean()
+        c = xr.apply_ufunc(np.cos, rad).coarsen(cdims).mean()
+        out = xr.apply_ufunc(np.arctan2, s, c) * (180.0 / np.pi)
         # keep the original convention (0..360 or -180..180)
         if float(coord.min()) >= 0:
             out = out % 360
@@ -294,14 +294,14 @@ def coarsen(
     }
     if isinstance(obj, xr.DataArray):
         out = _coarsen_da(obj.drop_vars(list(obj.coords))).assign_coords(coords)
-        return out  # type: ignore[return-value]
+        return out
     data_vars = {
         name: _coarsen_da(da.drop_vars(list(da.coords))) for name, da in obj.data_vars.items()
     }
     out_ds = xr.Dataset(data_vars, coords=coords, attrs=obj.attrs)
     for name in obj.data_vars:
         out_ds[name].encoding = {}
-    return out_ds  # type: ignore[return-value]
+    return out_ds
 
 
 def _fractional_fine_index(n_fine: int, scale: int) -> np.ndarray:

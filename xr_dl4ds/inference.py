@@ -51,7 +51,7 @@ def _resolve_model(model: Downscaler | str | None) -> Downscaler:
                 "with xr_dl4ds.set_options(model=model)."
             )
     if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
-        model = load(model)  # type: ignore[arg-type]
+        model = load(model)
     if not isinstance(model, Downscaler):
         raise ConfigError(
             f"model must be an xr_dl4ds.Downscaler (from fit() or xr_dl4ds.load()) or the "
@@ -338,8 +338,8 @@ def downscale(
             .coords.items()
         }
         derived = highres_coords(ds, s, spatial_dims=(y, x))
-        for n, v in derived.items():
-            hr_coords.setdefault(n, v)
+        for name, var in derived.items():
+            hr_coords.setdefault(name, var)
     else:
         hr_coords = highres_coords(ds, s, spatial_dims=(y, x))
     mask = None

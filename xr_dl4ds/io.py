@@ -88,7 +88,8 @@ def _dataset_to_payload(ds: xr.Dataset, prefix: str, arrays: dict[str, Any]) -> 
 def _dataset_from_payload(
     spec: Mapping[str, Any], prefix: str, arrays: Mapping[str, Any]
 ) -> xr.Dataset:
-    coords, data_vars = {}, {}
+    coords: dict[str, xr.Variable] = {}
+    data_vars: dict[str, xr.Variable] = {}
     for name, s in spec.items():
         values = arrays[f"{prefix}/{name}"].numpy().astype(s["dtype"], copy=False)
         var = xr.Variable(tuple(s["dims"]), values, attrs=_from_json(s["attrs"]))

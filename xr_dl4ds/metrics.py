@@ -28,7 +28,7 @@ def _valid_pair(a: T_Xarray, b: T_Xarray) -> tuple[T_Xarray, T_Xarray]:
 
 
 def rmse(
-    prediction: T_Xarray, truth: T_Xarray, dim: Hashable | Sequence[Hashable] | None = None
+    prediction: T_Xarray, truth: T_Xarray, dim: str | Sequence[Hashable] | None = None
 ) -> T_Xarray:
     """Root-mean-square error over ``dim`` (all dims by default), NaNs skipped.
 
@@ -39,11 +39,11 @@ def rmse(
     1.4142135623730951
     """
     a, b = _valid_pair(prediction, truth)
-    return np.sqrt(((a - b) ** 2).mean(dim))
+    return ((a - b) ** 2).mean(dim) ** 0.5
 
 
 def mae(
-    prediction: T_Xarray, truth: T_Xarray, dim: Hashable | Sequence[Hashable] | None = None
+    prediction: T_Xarray, truth: T_Xarray, dim: str | Sequence[Hashable] | None = None
 ) -> T_Xarray:
     """Mean absolute error over ``dim`` (all dims by default), NaNs skipped."""
     a, b = _valid_pair(prediction, truth)
@@ -51,7 +51,7 @@ def mae(
 
 
 def bias(
-    prediction: T_Xarray, truth: T_Xarray, dim: Hashable | Sequence[Hashable] | None = None
+    prediction: T_Xarray, truth: T_Xarray, dim: str | Sequence[Hashable] | None = None
 ) -> T_Xarray:
     """Mean of ``prediction - truth`` over ``dim`` (all dims by default), NaNs skipped."""
     a, b = _valid_pair(prediction, truth)
@@ -128,7 +128,5 @@ def interpolate(
         return out.assign_coords({k: v for k, v in coords.items() if set(v.dims) <= set(out.dims)})
 
     if isinstance(coarse, xr.DataArray):
-        return one(coarse)  # type: ignore[return-value]
-    return coarse.map(one, keep_attrs=True).assign_coords(  # type: ignore[return-value]
-        {k: v for k, v in coords.items()}
-    )
+        return one(coarse)
+    return coarse.map(one, keep_attrs=True).assign_coords({k: v for k, v in coords.items()})

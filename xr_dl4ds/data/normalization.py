@@ -47,14 +47,14 @@ def compute_stats(
     DataError
         When a variable has no valid value at all.
     """
-    names = [str(n) for n in (names if names is not None else ds.data_vars)]
+    keys: list[str] = [str(n) for n in (names if names is not None else ds.data_vars)]
     lazy = []
-    for n in names:
+    for n in keys:
         x = ds[n].astype(np.float64)
         lazy.append((x.count(), x.sum(), (x * x).sum()))
     (computed,) = dask.compute(lazy)
     out = {}
-    for n, (count, total, total_sq) in zip(names, computed, strict=True):
+    for n, (count, total, total_sq) in zip(keys, computed, strict=True):
         count = int(count)
         if count == 0:
             raise DataError(

@@ -403,7 +403,7 @@ def pair(
                     "predictors themselves as a Dataset."
                 )
             pred_ds = ds[names]
-        for n in pred_ds.data_vars:
+        for n in map(str, pred_ds.data_vars):
             if n in targets:
                 raise VariableError(f"Predictor {n!r} is also a target; rename it.")
             p = pred_ds[n]
