@@ -113,6 +113,7 @@ class _Evil:
         return "pwned"
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
 def test_loading_never_executes_pickled_code(saved, tmp_path):
     payload = torch.load(saved, weights_only=True)
     payload["metadata"] = _Evil()
