@@ -19,6 +19,8 @@ from xr_dl4ds.exceptions import ConfigError, ScaleError
 
 __all__ = [
     "ACTIVATIONS",
+    "DECODER_UPSAMPLINGS",
+    "DROPOUT_VARIANTS",
     "INTERPOLATIONS",
     "NORMALIZATIONS",
     "OUTPUT_ACTIVATIONS",
@@ -33,6 +35,18 @@ OUTPUT_ACTIVATIONS: tuple[str, ...] = (*ACTIVATIONS, "sigmoid", "softplus", "tan
 NORMALIZATIONS: tuple[str, ...] = ("bn", "ln")
 #: Interpolations of the coarse target used by the residual skip (``interpolation=``).
 INTERPOLATIONS: tuple[str, ...] = ("bicubic", "bilinear", "nearest")
+#: Dropout variants (``dropout_variant=``); the ``mc*`` ones stay active at inference
+#: (Monte-Carlo dropout), the others only act in training.
+DROPOUT_VARIANTS: tuple[str, ...] = (
+    "vanilla",
+    "gaussian",
+    "spatial",
+    "mcdrop",
+    "mcgaussiandrop",
+    "mcspatialdrop",
+)
+#: Upsampling used inside the UNet decoder (``decoder_upsampling=``), each by 2.
+DECODER_UPSAMPLINGS: tuple[str, ...] = ("rc", "spc", "dc")
 
 
 def _invalid(name: str, received: Any, allowed: str, fix: str) -> ConfigError:
@@ -131,7 +145,26 @@ class ModelConfig:
         (the first ``out_channels`` input channels) onto the high-resolution grid.
         Requires ``in_channels >= out_channels``.
     interpolation : {"bicubic", "bilinear", "nearest"}, default "bicubic"
-        Interpolation used by the residual skip.
+        Interpolation used by the residual skip, and by ``pin`` pre-upsampling.
+    dropout_variant : str or None, default None
+        One of ``"vanilla", "gaussian", "spatial", "mcdrop", "mcgaussiandrop",
+        "mcspatialdrop"`` (None means ``"vanilla"``). The ``mc*`` variants stay active at
+        inference, so repeated predictions sample the model's uncertainty.
+    rc_interpolation : {"bicubic", "bilinear", "nearest"}, default "bilinear"
+        Interpolation of the resize step of ``rc`` (resize-convolution) upsampling.
+    decoder_upsampling : {"rc", "spc", "dc"}, default "rc"
+        How the UNet decoder upsamples by 2 at each level.
+    width_cap : int, default 256
+        Largest width of the UNet levels.
+    localcon : bool, default False
+        DL4DS's localized convolution block: per-pixel weights and biases that live on
+        the high-resolution training grid (``grid_shape``); each patch uses the weights of
+        its own position.
+    grid_shape : (int, int) or None, default None
+        ``(H, W)`` of the high-resolution training grid; required with ``localcon``.
+    time_window : int or None, default None
+        Spatio-temporal (recurrent, ConvLSTM) model over windows of this many time steps
+        (>= 2); None for spatial models.
 
     Raises
     ------
@@ -163,6 +196,13 @@ class ModelConfig:
     output_activation: str | None = None
     residual: bool = True
     interpolation: str = "bicubic"
+    dropout_variant: str | None = None
+    rc_interpolation: str = "bilinear"
+    decoder_upsampling: str = "rc"
+    width_cap: int = 256
+    localcon: bool = False
+    grid_shape: tuple[int, int] | None = None
+    time_window: int | None = None
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:
@@ -219,6 +259,44 @@ class ModelConfig:
             raise _invalid("dropout_rate", rate, "a float in [0, 1)", "pass e.g. dropout_rate=0.1")
         put("dropout_rate", float(rate))
 
+        put(
+            "dropout_variant",
+            _as_choice("dropout_variant", self.dropout_variant, DROPOUT_VARIANTS, optional=True),
+        )
+        put(
+            "rc_interpolation",
+            _as_choice("rc_interpolation", self.rc_interpolation, INTERPOLATIONS, optional=False),
+        )
+        put(
+            "decoder_upsampling",
+            _as_choice(
+                "decoder_upsampling", self.decoder_upsampling, DECODER_UPSAMPLINGS, optional=False
+            ),
+        )
+        put("width_cap", _as_int("width_cap", self.width_cap, 1))
+        put("localcon", _as_bool("localcon", self.localcon))
+        if self.grid_shape is not None:
+            gs = self.grid_shape
+            if isinstance(gs, (str, bytes)) or not hasattr(gs, "__len__") or len(gs) != 2:
+                raise _invalid(
+                    "grid_shape",
+                    gs,
+                    "None or a pair of integers (H, W)",
+                    "pass the high-resolution training grid size, e.g. grid_shape=(180, 360)",
+                )
+            put(
+                "grid_shape",
+                (_as_int("grid_shape[0]", gs[0], 1), _as_int("grid_shape[1]", gs[1], 1)),
+            )
+        if self.localcon and self.grid_shape is None:
+            raise ConfigError(
+                "ModelConfig: localcon=True needs grid_shape=(H, W), the size of the "
+                "high-resolution training grid the per-pixel weights live on. Fix: pass "
+                "grid_shape (fit() sets it for you)."
+            )
+        if self.time_window is not None:
+            put("time_window", _as_int("time_window", self.time_window, 2))
+
         if self.residual and self.in_channels < self.out_channels:
             raise ConfigError(
                 f"ModelConfig: residual=True needs the coarse target in the first "
@@ -237,7 +315,10 @@ class ModelConfig:
         dict
             One key per field; values are str, int, float, bool or None.
         """
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if out["grid_shape"] is not None:
+            out["grid_shape"] = list(out["grid_shape"])
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelConfig:
