@@ -323,7 +323,7 @@ def fit(
     import torch
 
     from . import __version__
-    from .data.samples import patch_shape, random_patches, to_arrays, whole_fields
+    from .data.samples import n_windows, patch_shape, random_patches, to_arrays, whole_fields
     from .losses import get_loss
     from .models import ModelConfig, create_model
     from .training.supervised import resolve_device, seed_everything, train_supervised
@@ -351,6 +351,7 @@ def fit(
         "in_channels",
         "out_channels",
         "static_channels",
+        "grid_shape",  # set from the training grid when localcon=True
     }
     unknown = sorted(set(model_options) - known)
     if unknown:
@@ -372,6 +373,18 @@ def fit(
     )
     train_pair, val_pair = _split_validation(p, val_time, val_fraction)
     ydim, xdim = p.spatial_dims
+    window = model_options.get("time_window")
+    if window is not None:
+        for name, part in (("training", train_pair), ("validation", val_pair)):
+            n_steps = 0 if part is None else part.highres.sizes[p.time_dim]
+            if part is not None and isinstance(window, int) and n_steps < window:
+                raise ConfigError(
+                    f"time_window={window} needs at least {window} consecutive time steps, "
+                    f"but the {name} period has {n_steps}. Use a smaller time_window or a "
+                    "longer period."
+                )
+    if model_options.get("localcon"):
+        model_options["grid_shape"] = (p.highres.sizes[ydim], p.highres.sizes[xdim])
     config = ModelConfig(
         backbone=backbone,
         upsampling=upsampling,
@@ -397,7 +410,8 @@ def fit(
     h, w = arrays.lowres.shape[-2:]
     if steps_per_epoch is None:
         per_field = (h * w) / (patch[0] * patch[1])
-        steps_per_epoch = max(1, math.ceil(arrays.n_samples * per_field / batch_size))
+        n_samples = n_windows(arrays, config.time_window)
+        steps_per_epoch = max(1, math.ceil(n_samples * per_field / batch_size))
 
     def train_batches(epoch: int):
         return random_patches(
@@ -407,13 +421,16 @@ def fit(
             batch_size=batch_size,
             n_batches=steps_per_epoch,
             rng=rng,
+            window=config.time_window,
         )
 
     val_batches = None
     if val_arrays is not None:
 
         def val_batches():
-            return whole_fields(val_arrays, scale=p.scale, batch_size=batch_size)
+            return whole_fields(
+                val_arrays, scale=p.scale, batch_size=batch_size, window=config.time_window
+            )
 
     history = train_supervised(
         net,

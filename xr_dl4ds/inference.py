@@ -11,7 +11,7 @@ import numpy as np
 import xarray as xr
 
 from .data.normalization import convert_units, denormalize, normalize
-from .data.pairing import _as_dataset
+from .data.pairing import _as_dataset, get_time_dim
 from .exceptions import ConfigError, GridError, ScaleError, VariableError
 from .grid import (
     _is_longitude,
@@ -78,7 +78,7 @@ def _locate(ds: xr.Dataset, model: Downscaler, y: Hashable, x: Hashable) -> tupl
         y: g.lowres[g.y] if g.y in g.lowres.coords else None,
         x: g.lowres[g.x] if g.x in g.lowres.coords else None,
     }
-    needs_grid = bool(model.static_names) or model.mask is not None
+    needs_grid = bool(model.static_names) or model.mask is not None or model.config.localcon
     offsets = []
     for d, r in ref.items():
         if r is None or d not in ds.coords:
@@ -107,8 +107,9 @@ def _locate(ds: xr.Dataset, model: Downscaler, y: Hashable, x: Hashable) -> tupl
             if needs_grid:
                 raise GridError(
                     f"The input grid does not match the model's low-resolution grid along "
-                    f"{d!r}: {err} The model uses static fields ({', '.join(model.static_names) or 'mask'}) "
-                    "on its training grid, so the input must be on that grid or a part of it: "
+                    f"{d!r}: {err} The model uses fields tied to its training grid "
+                    f"({', '.join(model.static_names) or 'mask or localized convolution'}), "
+                    "so the input must be on that grid or a part of it: "
                     "regrid it onto model.grid.lowres (the coarse grid of the training data)."
                 ) from None
             spacing_in, spacing_model = _spacing(ds[d].values), _spacing(r.values)
@@ -123,6 +124,79 @@ def _locate(ds: xr.Dataset, model: Downscaler, y: Hashable, x: Hashable) -> tupl
     return offsets[0], offsets[1]
 
 
+class _Runner:
+    """Runs the network on normalized numpy samples of one block: adds the static
+    channels of the block's place, wraps periodic longitudes, batches, and crops."""
+
+    def __init__(
+        self,
+        model: Downscaler,
+        offset: tuple[int, int] | None,
+        shape: tuple[int, int],
+        *,
+        batch_size: int,
+        device: str,
+        halo: int,
+    ) -> None:
+        import torch
+
+        s = model.scale
+        h, w = shape
+        if offset is not None and model.static_names:
+            iy, ix = offset
+            st_lr = model.static_lowres[:, iy : iy + h, ix : ix + w]
+            st_hr = model.static[:, iy * s : (iy + h) * s, ix * s : (ix + w) * s]
+        else:
+            st_lr = np.zeros((0, h, w), np.float32)
+            st_hr = None
+        if halo:  # periodic longitude: wrap the x border around
+            st_lr = _wrap(st_lr, halo)
+            if st_hr is not None:
+                st_hr = _wrap(st_hr, halo * s)
+        self.model, self.halo, self.batch_size = model, halo, batch_size
+        self.dev = torch.device(device)
+        self.net = model.network(device)
+        self.st_lr = torch.from_numpy(np.ascontiguousarray(st_lr)).to(self.dev)
+        self.st_hr = (
+            None if st_hr is None else torch.from_numpy(np.ascontiguousarray(st_hr)).to(self.dev)
+        )
+        # high-res position of the output's top-left cell in the training grid
+        self.hr_offset = None
+        if model.config.localcon and offset is not None:
+            self.hr_offset = (offset[0] * s, (offset[1] - halo) * s)
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        """(B, [T,] C, h, w) -> (B, [T,] C_out, H, W), in batches of ``batch_size``."""
+        import torch
+
+        s, halo = self.model.scale, self.halo
+        if halo:
+            samples = _wrap(samples, halo)
+        h, w = samples.shape[-2:]
+        out_shape = samples.shape[:-3] + (self.model.config.out_channels, h * s, (w - 2 * halo) * s)
+        out = np.empty(out_shape, np.float32)
+        kwargs = {} if self.hr_offset is None else {"offset": self.hr_offset}
+        with _TORCH_LOCK, torch.inference_mode():
+            for start in range(0, samples.shape[0], self.batch_size):
+                xb = torch.from_numpy(
+                    np.ascontiguousarray(samples[start : start + self.batch_size], np.float32)
+                ).to(self.dev)
+                n = xb.shape[0]
+                st = self.st_lr.expand(*xb.shape[:-3], -1, -1, -1)
+                xb = torch.cat([xb, st], dim=-3)
+                sb = None if self.st_hr is None else self.st_hr.expand(n, -1, -1, -1)
+                yb = self.net(xb, sb, **kwargs)
+                if halo:
+                    yb = yb[..., halo * s : yb.shape[-1] - halo * s]
+                out[start : start + n] = yb.float().cpu().numpy()
+        return out
+
+
+def _wrap(a: np.ndarray, n: int) -> np.ndarray:
+    """Pad the last axis circularly by ``n`` on both sides."""
+    return np.concatenate([a[..., -n:], a, a[..., :n]], axis=-1)
+
+
 def _kernel(
     arr: np.ndarray,
     *,
@@ -132,45 +206,92 @@ def _kernel(
     device: str,
     halo: int,
 ) -> np.ndarray:
-    """(..., C, h, w) normalized low-res -> (..., C_out, H, W) normalized high-res."""
-    import torch
-
-    s = model.scale
+    """Spatial models: (..., C, h, w) normalized low-res -> (..., C_out, H, W)."""
     lead, (c, h, w) = arr.shape[:-3], arr.shape[-3:]
+    s = model.scale
     flat = arr.reshape((-1, c, h, w))
-    out = np.empty((flat.shape[0], model.config.out_channels, h * s, w * s), np.float32)
     if flat.shape[0] == 0:
-        return out.reshape(lead + out.shape[1:])
-    if offset is not None and model.static_names:
-        iy, ix = offset
-        st_lr = model.static_lowres[:, iy : iy + h, ix : ix + w]
-        st_hr = model.static[:, iy * s : (iy + h) * s, ix * s : (ix + w) * s]
-    else:
-        st_lr = np.zeros((0, h, w), np.float32)
-        st_hr = None
-    if halo:  # periodic longitude: wrap the x border around
-        flat = np.concatenate([flat[..., -halo:], flat, flat[..., :halo]], axis=-1)
-        st_lr = np.concatenate([st_lr[..., -halo:], st_lr, st_lr[..., :halo]], axis=-1)
-        if st_hr is not None:
-            hs = halo * s
-            st_hr = np.concatenate([st_hr[..., -hs:], st_hr, st_hr[..., :hs]], axis=-1)
-    net = model.network(device)
-    dev = torch.device(device)
-    st_lr_t = torch.from_numpy(np.ascontiguousarray(st_lr)).to(dev)
-    st_hr_t = None if st_hr is None else torch.from_numpy(np.ascontiguousarray(st_hr)).to(dev)
-    with _TORCH_LOCK, torch.inference_mode():
-        for start in range(0, flat.shape[0], batch_size):
-            xb = torch.from_numpy(
-                np.ascontiguousarray(flat[start : start + batch_size], np.float32)
-            ).to(dev)
-            n = xb.shape[0]
-            xb = torch.cat([xb, st_lr_t.expand(n, -1, -1, -1)], dim=1)
-            sb = None if st_hr_t is None else st_hr_t.expand(n, -1, -1, -1)
-            yb = net(xb, sb)
-            if halo:
-                yb = yb[..., halo * s : yb.shape[-1] - halo * s]
-            out[start : start + n] = yb.float().cpu().numpy()
+        return np.empty(lead + (model.config.out_channels, h * s, w * s), np.float32)
+    run = _Runner(model, offset, (h, w), batch_size=batch_size, device=device, halo=halo)
+    out = run(flat)
     return out.reshape(lead + out.shape[1:])
+
+
+def _windows_kernel(
+    arr: np.ndarray,
+    *,
+    model: Downscaler,
+    offset: tuple[int, int] | None,
+    batch_size: int,
+    device: str,
+    halo: int,
+    n_out: int,
+) -> np.ndarray:
+    """Spatio-temporal models: (..., T_in, C, h, w) -> (..., n_out, C_out, H, W).
+
+    The last ``n_out`` steps get an output; the ``T_in - n_out`` steps before them are
+    the halo from the previous chunk. Step ``t`` is the last frame of the network's
+    output for the window of steps ``t - time_window + 1 .. t`` (shorter at the very
+    start of the series), so the result does not depend on the chunking.
+    """
+    window = int(model.config.time_window)  # type: ignore[arg-type]
+    lead, (t_in, c, h, w) = arr.shape[:-4], arr.shape[-4:]
+    s = model.scale
+    flat = arr.reshape((-1, t_in, c, h, w))
+    out = np.empty((flat.shape[0], n_out, model.config.out_channels, h * s, w * s), np.float32)
+    if flat.size == 0 or n_out == 0:
+        return out.reshape(lead + out.shape[1:])
+    run = _Runner(model, offset, (h, w), batch_size=batch_size, device=device, halo=halo)
+    first = t_in - n_out
+    full = [t for t in range(first, t_in) if t >= window - 1]
+    for t in range(first, t_in):  # start of the series: shorter windows, one by one
+        if t < window - 1:
+            out[:, t - first] = run(flat[:, : t + 1])[:, -1]
+    if full:
+        starts = np.asarray(full) - window + 1
+        for b in range(flat.shape[0]):
+            windows = np.stack([flat[b, i : i + window] for i in starts])
+            out[b, np.asarray(full) - first] = run(windows)[:, -1]
+    return out.reshape(lead + out.shape[1:])
+
+
+def _apply_windows(
+    stacked: xr.DataArray,
+    tdim: Hashable,
+    y: Hashable,
+    x: Hashable,
+    kwargs: dict[str, Any],
+    out_sizes: tuple[int, int, int],
+) -> xr.DataArray:
+    """Run ``_windows_kernel`` over (lazy) data, chunked along time with a halo of
+    ``time_window - 1`` steps from the previous chunk."""
+    lead = [d for d in stacked.dims if d not in (tdim, _CHANNEL, y, x)]
+    stacked = stacked.transpose(*lead, tdim, _CHANNEL, y, x)
+    window = int(kwargs["model"].config.time_window)
+    data = stacked.data
+    t_axis = len(lead)
+    n_var, hh, ww = out_sizes
+    if not isinstance(data, np.ndarray) and hasattr(data, "dask"):
+        import dask.array as dsa
+
+        data = data.rechunk({t_axis + 1: -1, t_axis + 2: -1, t_axis + 3: -1})
+        if min(data.chunks[t_axis]) < window - 1:  # every chunk must hold a whole halo
+            data = data.rechunk({t_axis: max(window - 1, int(np.median(data.chunks[t_axis])))})
+        tchunks = data.chunks[t_axis]
+        depth = {i: 0 for i in range(data.ndim)}
+        depth[t_axis] = (window - 1, 0)
+        over = dsa.overlap.overlap(data, depth=depth, boundary="none")
+
+        def block(a: np.ndarray, block_id: tuple[int, ...] | None = None) -> np.ndarray:
+            assert block_id is not None
+            return _windows_kernel(a, n_out=tchunks[block_id[t_axis]], **kwargs)
+
+        out_chunks = (*data.chunks[:t_axis], tchunks, (n_var,), (hh,), (ww,))
+        result = over.map_blocks(block, chunks=out_chunks, dtype=np.float32)
+    else:
+        result = _windows_kernel(np.asarray(data), n_out=data.shape[t_axis], **kwargs)
+    coords = {n: c.variable for n, c in stacked.coords.items() if set(c.dims) <= set(lead) | {tdim}}
+    return xr.DataArray(result, dims=(*lead, tdim, *_OUT), coords=coords)
 
 
 def _history_line(model: Downscaler) -> str:
@@ -304,26 +425,36 @@ def downscale(
     if stacked.chunks is not None:
         stacked = stacked.chunk({_CHANNEL: -1, y: -1, x: -1})
     h, w = ds.sizes[y], ds.sizes[x]
-    out = xr.apply_ufunc(
-        _kernel,
-        stacked,
-        input_core_dims=[[_CHANNEL, y, x]],
-        output_core_dims=[list(_OUT)],
-        exclude_dims={y, x},
-        dask="parallelized",
-        output_dtypes=[np.float32],
-        dask_gufunc_kwargs={
-            "output_sizes": {_OUT[0]: len(model.target), _OUT[1]: h * s, _OUT[2]: w * s}
-        },
-        kwargs={
-            "model": model,
-            "offset": offset,
-            "batch_size": batch_size,
-            "device": dev,
-            "halo": halo,
-        },
-        keep_attrs=True,  # keeps the attrs of the non-spatial coords; variable attrs are set below
-    )
+    kwargs = {
+        "model": model,
+        "offset": offset,
+        "batch_size": batch_size,
+        "device": dev,
+        "halo": halo,
+    }
+    if model.config.time_window is not None:
+        tdim = model.grid.time_dim if model.grid.time_dim in stacked.dims else get_time_dim(stacked)
+        if tdim is None:
+            raise GridError(
+                f"The model is spatio-temporal (time_window={model.config.time_window}) and "
+                f"needs a time dimension; the input has dims {tuple(ds[model.target[0]].dims)}."
+            )
+        out = _apply_windows(stacked, tdim, y, x, kwargs, (len(model.target), h * s, w * s))
+    else:
+        out = xr.apply_ufunc(
+            _kernel,
+            stacked,
+            input_core_dims=[[_CHANNEL, y, x]],
+            output_core_dims=[list(_OUT)],
+            exclude_dims={y, x},
+            dask="parallelized",
+            output_dtypes=[np.float32],
+            dask_gufunc_kwargs={
+                "output_sizes": {_OUT[0]: len(model.target), _OUT[1]: h * s, _OUT[2]: w * s}
+            },
+            kwargs=kwargs,
+            keep_attrs=True,  # keeps the attrs of non-spatial coords; variable attrs set below
+        )
 
     # high-res coordinates
     if offset is not None:

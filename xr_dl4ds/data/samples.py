@@ -17,7 +17,15 @@ from ..grid import coarsen
 from .normalization import VariableStats, normalize
 from .pairing import Pair
 
-__all__ = ["TrainingArrays", "to_arrays", "Batch", "random_patches", "whole_fields", "patch_shape"]
+__all__ = [
+    "TrainingArrays",
+    "to_arrays",
+    "Batch",
+    "random_patches",
+    "whole_fields",
+    "patch_shape",
+    "n_windows",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,12 +90,20 @@ def to_arrays(p: Pair, stats: Mapping[str, VariableStats]) -> TrainingArrays:
 
 @dataclasses.dataclass(frozen=True)
 class Batch:
-    """One batch: network input, static input, target and validity mask (float 0/1)."""
+    """One batch: network input, static input, target, validity mask and patch positions.
 
-    lowres: np.ndarray  # (B, C_in, h, w): time-varying channels + static_lowres
-    static: np.ndarray | None  # (B, C_s, H, W)
-    target: np.ndarray  # (B, C_out, H, W), NaN replaced by 0
-    mask: np.ndarray  # (B, C_out, H, W)
+    Spatial models: ``lowres`` (B, C_in, h, w), ``target``/``mask`` (B, C_out, H, W).
+    Spatio-temporal models (``time_window=T``): ``lowres`` (B, T, C_in, h, w),
+    ``target``/``mask`` (B, T, C_out, H, W). ``static`` is (B, C_s, H, W) or None;
+    ``offset`` (B, 2) is the high-resolution (row, column) of each patch's top-left
+    cell in the training grid (used by the localized convolution).
+    """
+
+    lowres: np.ndarray
+    static: np.ndarray | None
+    target: np.ndarray  # NaN replaced by 0
+    mask: np.ndarray  # float 0/1
+    offset: np.ndarray
 
 
 def _make_batch(
@@ -98,30 +114,38 @@ def _make_batch(
     ph: int,
     pw: int,
     scale: int,
+    window: int | None = None,
 ) -> Batch:
     lr_list, s_list, y_list = [], [], []
     for ti, yi, xi in zip(t, ys, xs, strict=True):
         lr_sl = (slice(yi, yi + ph), slice(xi, xi + pw))
         hr_sl = (slice(yi * scale, (yi + ph) * scale), slice(xi * scale, (xi + pw) * scale))
-        lr_list.append(
-            np.concatenate(
-                [
-                    arrays.lowres[ti][(slice(None), *lr_sl)],
-                    arrays.static_lowres[(slice(None), *lr_sl)],
-                ],
-                axis=0,
-            )
-        )
+        st_lr = arrays.static_lowres[(slice(None), *lr_sl)]
+        if window is None:
+            lr = np.concatenate([arrays.lowres[ti][(slice(None), *lr_sl)], st_lr], axis=0)
+            y = arrays.highres[ti][(slice(None), *hr_sl)]
+        else:  # frames ti .. ti + window - 1, static channels repeated on every frame
+            frames = arrays.lowres[ti : ti + window][(slice(None), slice(None), *lr_sl)]
+            st = np.broadcast_to(st_lr, (window, *st_lr.shape))
+            lr = np.concatenate([frames, st], axis=1)
+            y = arrays.highres[ti : ti + window][(slice(None), slice(None), *hr_sl)]
+        lr_list.append(lr)
         s_list.append(arrays.static[(slice(None), *hr_sl)])
-        y_list.append(arrays.highres[ti][(slice(None), *hr_sl)])
+        y_list.append(y)
     target = np.stack(y_list)
     mask = np.isfinite(target)
     return Batch(
-        lowres=np.stack(lr_list),
+        lowres=np.ascontiguousarray(np.stack(lr_list), dtype=np.float32),
         static=np.stack(s_list) if arrays.static.shape[0] else None,
         target=np.where(mask, target, 0.0).astype(np.float32),
         mask=mask.astype(np.float32),
+        offset=np.stack([np.asarray(ys) * scale, np.asarray(xs) * scale], axis=1).astype(np.int64),
     )
+
+
+def n_windows(arrays: TrainingArrays, window: int | None) -> int:
+    """Number of samples: time steps, or windows of ``window`` consecutive steps."""
+    return arrays.n_samples if window is None else arrays.n_samples - window + 1
 
 
 def patch_shape(
@@ -162,21 +186,31 @@ def random_patches(
     batch_size: int,
     n_batches: int,
     rng: np.random.Generator,
+    window: int | None = None,
 ) -> Iterator[Batch]:
-    """``n_batches`` batches of random time steps and random patch positions."""
-    n, _, h, w = arrays.lowres.shape
+    """``n_batches`` batches of random time steps (or windows) and random patch positions."""
+    n = n_windows(arrays, window)
+    _, _, h, w = arrays.lowres.shape
     ph, pw = patch
     for _ in range(n_batches):
         t = rng.integers(0, n, size=batch_size)
         ys = rng.integers(0, h - ph + 1, size=batch_size)
         xs = rng.integers(0, w - pw + 1, size=batch_size)
-        yield _make_batch(arrays, t, ys, xs, ph, pw, scale)
+        yield _make_batch(arrays, t, ys, xs, ph, pw, scale, window)
 
 
-def whole_fields(arrays: TrainingArrays, *, scale: int, batch_size: int) -> Iterator[Batch]:
-    """All samples, whole fields, in order (for validation)."""
+def whole_fields(
+    arrays: TrainingArrays, *, scale: int, batch_size: int, window: int | None = None
+) -> Iterator[Batch]:
+    """All samples, whole fields, in order (for validation). With ``window``, windows
+    start every ``window`` steps, the last one ending on the last step, so every step is
+    covered."""
     n, _, h, w = arrays.lowres.shape
-    for start in range(0, n, batch_size):
-        t = np.arange(start, min(start + batch_size, n))
+    if window is None:
+        starts = np.arange(n)
+    else:
+        starts = np.unique(np.append(np.arange(0, n - window + 1, window), n - window))
+    for first in range(0, len(starts), batch_size):
+        t = starts[first : first + batch_size]
         zeros = np.zeros_like(t)
-        yield _make_batch(arrays, t, zeros, zeros, h, w, scale)
+        yield _make_batch(arrays, t, zeros, zeros, h, w, scale, window)

@@ -40,7 +40,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 def _to_tensors(
     batch: BatchLike, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     x = torch.from_numpy(batch.lowres).to(device, non_blocking=True)
     s = (
         None
@@ -49,7 +49,18 @@ def _to_tensors(
     )
     y = torch.from_numpy(batch.target).to(device, non_blocking=True)
     m = torch.from_numpy(batch.mask).to(device, non_blocking=True)
-    return x, s, y, m
+    offset = getattr(batch, "offset", None)
+    o = None if offset is None else torch.from_numpy(offset).to(device, non_blocking=True)
+    return x, s, y, m, o
+
+
+def _forward(
+    net: torch.nn.Module, x: torch.Tensor, s: torch.Tensor | None, o: torch.Tensor | None
+) -> torch.Tensor:
+    """Call the network; patch positions only go to networks that use them."""
+    if o is not None and getattr(getattr(net, "config", None), "localcon", False):
+        return net(x, s, offset=o)
+    return net(x, s)
 
 
 @torch.no_grad()
@@ -60,8 +71,8 @@ def evaluate_loss(
     net.eval()
     total, weight = 0.0, 0.0
     for batch in batches:
-        x, s, y, m = _to_tensors(batch, device)
-        pred = net(x, s)
+        x, s, y, m, o = _to_tensors(batch, device)
+        pred = _forward(net, x, s, o)
         w = float(m.sum())
         total += float(loss_fn(pred, y, m)) * w
         weight += w
@@ -107,9 +118,9 @@ def train_supervised(
             net.train()
             total, weight = 0.0, 0.0
             for batch in train_batches(epoch):
-                x, s, y, m = _to_tensors(batch, device)
+                x, s, y, m, o = _to_tensors(batch, device)
                 opt.zero_grad(set_to_none=True)
-                loss = loss_fn(net(x, s), y, m)
+                loss = loss_fn(_forward(net, x, s, o), y, m)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"The training loss became {float(loss)} at epoch {epoch + 1}. Lower "
