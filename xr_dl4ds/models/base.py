@@ -20,10 +20,12 @@ __all__ = ["Backbone", "Upsampling"]
 
 
 class Backbone(nn.Module):
-    """A spatial feature extractor working on the low-resolution grid.
+    """A spatial feature extractor, size-preserving.
 
     Subclasses map ``(N, in_channels, h, w)`` to ``(N, out_channels, h, w)`` for any
-    ``h, w >= 1`` and set ``out_channels`` in their constructor.
+    ``h, w >= 1`` and set ``out_channels`` in their constructor. The backbone works on the
+    low-resolution grid, or on the high-resolution grid after a pre-upsampling
+    (:attr:`Upsampling.is_pre`, e.g. ``"pin"``).
 
     Attributes
     ----------
@@ -38,7 +40,8 @@ class Backbone(nn.Module):
         """Build the backbone from a :class:`~xr_dl4ds.models.ModelConfig`.
 
         The default calls ``cls(config.in_channels, n_filters=..., n_blocks=...,
-        normalization=..., activation=..., attention=..., dropout_rate=...)``.
+        normalization=..., activation=..., attention=..., dropout_rate=...,
+        dropout_variant=...)``.
         """
         return cls(
             config.in_channels,
@@ -48,31 +51,44 @@ class Backbone(nn.Module):
             activation=config.activation,
             attention=config.attention,
             dropout_rate=config.dropout_rate,
+            dropout_variant=config.dropout_variant,
         )
 
 
 class Upsampling(nn.Module):
-    """A learned upsampling by an integer ``scale``, after the backbone.
+    """An upsampling by an integer ``scale``, before or after the backbone.
 
     Subclasses map ``(N, in_channels, h, w)`` to ``(N, out_channels, h*scale, w*scale)``
     and set ``out_channels`` and ``scale`` in their constructor.
 
+    The class attribute :attr:`is_pre` says where the network applies it:
+
+    * ``False`` (post-upsampling, the default: ``"spc"``, ``"rc"``, ``"dc"``): after the
+      backbone, on its low-resolution features;
+    * ``True`` (pre-upsampling: ``"pin"``): on the network input, before the backbone,
+      which then runs on the high-resolution grid; it keeps the width
+      (``out_channels == in_channels``).
+
     Attributes
     ----------
+    is_pre : bool
+        Class attribute: applied before the backbone (True) or after it (False).
     out_channels : int
         Width of the output.
     scale : int
         The scale factor.
     """
 
+    is_pre: bool = False
     out_channels: int
     scale: int
 
     @classmethod
     def from_config(cls, in_channels: int, config: ModelConfig) -> Upsampling:
-        """Build the upsampling that follows a backbone of width ``in_channels``.
+        """Build the upsampling for an input of width ``in_channels``.
 
-        The default keeps the width, as DL4DS does: ``cls(in_channels, in_channels,
-        config.scale)``.
+        ``in_channels`` is the backbone's width for a post-upsampling and
+        ``config.in_channels`` for a pre-upsampling. The default keeps the width, as
+        DL4DS does: ``cls(in_channels, in_channels, config.scale)``.
         """
         return cls(in_channels, in_channels, config.scale)

@@ -23,15 +23,19 @@ from torch import Tensor, nn
 
 from xr_dl4ds.exceptions import ConfigError
 from xr_dl4ds.models.config import ACTIVATIONS, NORMALIZATIONS, OUTPUT_ACTIVATIONS
+from xr_dl4ds.models.dropout import make_dropout
 
 __all__ = [
     "ChannelAttention",
     "ConvBlock",
+    "ConvNeXtBlock",
+    "DenseBlock",
     "LayerNorm2d",
     "ResidualBlock",
     "TransitionBlock",
     "conv1x1",
     "conv3x3",
+    "conv_same",
     "init_conv_",
     "make_activation",
     "make_dropout",
@@ -137,11 +141,6 @@ def make_normalization(name: str | None, num_channels: int) -> nn.Module:
     )
 
 
-def make_dropout(rate: float) -> nn.Module:
-    """Element-wise dropout with ``rate`` (:class:`nn.Identity` when the rate is 0)."""
-    return nn.Dropout(rate) if rate > 0 else nn.Identity()
-
-
 @torch.no_grad()
 def init_conv_(conv: nn.Conv2d) -> nn.Conv2d:
     """Initialise ``conv`` in place as Keras (and so DL4DS) does: Glorot-uniform weights,
@@ -213,6 +212,9 @@ class ConvBlock(nn.Module):
         Applied after each convolution.
     dropout_rate : float, default 0.0
         Dropout before each convolution.
+    dropout_variant : str or None, default None
+        Kind of dropout, see :func:`~xr_dl4ds.models.dropout.make_dropout` (None is
+        ``"vanilla"``).
     attention : bool, default False
         Channel attention at the end of the block.
     """
@@ -225,15 +227,16 @@ class ConvBlock(nn.Module):
         activation: str | None = "relu",
         normalization: str | None = None,
         dropout_rate: float = 0.0,
+        dropout_variant: str | None = None,
         attention: bool = False,
     ) -> None:
         super().__init__()
         bias = normalization is None
-        self.drop1 = make_dropout(dropout_rate)
+        self.drop1 = make_dropout(dropout_rate, dropout_variant)
         self.conv1 = conv3x3(in_channels, out_channels, bias=bias)
         self.norm1 = make_normalization(normalization, out_channels)
         self.act1 = make_activation(activation)
-        self.drop2 = make_dropout(dropout_rate)
+        self.drop2 = make_dropout(dropout_rate, dropout_variant)
         self.conv2 = conv3x3(out_channels, out_channels, bias=bias)
         self.norm2 = make_normalization(normalization, out_channels)
         self.act2 = make_activation(activation)
@@ -261,6 +264,9 @@ class ResidualBlock(nn.Module):
         Applied after each convolution (whose bias is then off).
     dropout_rate : float, default 0.0
         Dropout before each convolution.
+    dropout_variant : str or None, default None
+        Kind of dropout, see :func:`~xr_dl4ds.models.dropout.make_dropout` (None is
+        ``"vanilla"``).
     attention : bool, default False
         Channel attention on the residual branch, before the addition.
     """
@@ -273,15 +279,16 @@ class ResidualBlock(nn.Module):
         activation: str = "relu",
         normalization: str | None = None,
         dropout_rate: float = 0.0,
+        dropout_variant: str | None = None,
         attention: bool = False,
     ) -> None:
         super().__init__()
         bias = normalization is None
-        self.drop1 = make_dropout(dropout_rate)
+        self.drop1 = make_dropout(dropout_rate, dropout_variant)
         self.conv1 = conv3x3(in_channels, out_channels, bias=bias)
         self.norm1 = make_normalization(normalization, out_channels)
         self.act1 = make_activation(activation)
-        self.drop2 = make_dropout(dropout_rate)
+        self.drop2 = make_dropout(dropout_rate, dropout_variant)
         self.conv2 = conv3x3(out_channels, out_channels, bias=bias)
         self.norm2 = make_normalization(normalization, out_channels)
         self.attention = ChannelAttention(out_channels) if attention else nn.Identity()
@@ -316,3 +323,183 @@ class TransitionBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.act(self.conv(x))
+
+
+# --------------------------------------------------------------------------- densenet, convnext
+
+
+def conv_same(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    *,
+    bias: bool = True,
+    groups: int = 1,
+) -> nn.Conv2d:
+    """A ``kernel_size`` x ``kernel_size`` convolution with "same" size and replicated
+    borders (Glorot init, zero bias).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Input and output channels.
+    kernel_size : int
+        An odd kernel size (``3`` is :func:`conv3x3`, ``7`` the ConvNeXt kernel).
+    bias : bool, default True
+        Whether the convolution has a bias.
+    groups : int, default 1
+        ``in_channels`` for a depthwise convolution.
+
+    Raises
+    ------
+    ConfigError
+        ``kernel_size`` is not a positive odd integer.
+    """
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size % 2 != 1:
+        raise ConfigError(
+            f"conv_same: invalid kernel_size={kernel_size!r}. Allowed: a positive odd "
+            "integer (the output keeps the input size). Fix: pass e.g. 3 or 7."
+        )
+    return init_conv_(
+        nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            padding=kernel_size // 2,
+            padding_mode="replicate" if kernel_size > 1 else "zeros",
+            bias=bias,
+            groups=groups,
+        )
+    )
+
+
+class DenseBlock(nn.Module):
+    """A DenseNet-BC block with pre-activation: ``concat[x, F(x)]``.
+
+    ``F`` is ``[norm] act [drop] conv1x1(4 f) [norm] act [drop] conv3x3(f) [attention]``,
+    so the output has ``in_channels + f`` channels. DL4DS builds the same pre-activation
+    but feeds the raw input to the 1x1 convolution (its bug 3, reference report §5.7);
+    here the 1x1 convolution sees the normalised and activated input.
+
+    The 1x1 convolution has no bias when a normalization follows it; the 3x3 one always
+    has a bias (nothing follows it inside the block).
+
+    Parameters
+    ----------
+    in_channels : int
+        Input channels.
+    growth : int
+        ``f``: the channels added to the input.
+    activation : str, default "relu"
+        Activation of the two pre-activations.
+    normalization : {None, "bn", "ln"}, default None
+        Normalization of the two pre-activations.
+    dropout_rate : float, default 0.0
+        Dropout before each convolution.
+    dropout_variant : str or None, default None
+        Kind of dropout, see :func:`~xr_dl4ds.models.dropout.make_dropout`.
+    attention : bool, default False
+        Channel attention on ``F(x)``, before the concatenation.
+
+    Attributes
+    ----------
+    out_channels : int
+        ``in_channels + growth``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        growth: int,
+        *,
+        activation: str = "relu",
+        normalization: str | None = None,
+        dropout_rate: float = 0.0,
+        dropout_variant: str | None = None,
+        attention: bool = False,
+    ) -> None:
+        super().__init__()
+        self.out_channels = in_channels + growth
+        self.norm1 = make_normalization(normalization, in_channels)
+        self.act1 = make_activation(activation)
+        self.drop1 = make_dropout(dropout_rate, dropout_variant)
+        self.conv1 = conv1x1(in_channels, 4 * growth, bias=normalization is None)
+        self.norm2 = make_normalization(normalization, 4 * growth)
+        self.act2 = make_activation(activation)
+        self.drop2 = make_dropout(dropout_rate, dropout_variant)
+        self.conv2 = conv3x3(4 * growth, growth)
+        self.attention = ChannelAttention(growth) if attention else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.conv1(self.drop1(self.act1(self.norm1(x))))
+        y = self.conv2(self.drop2(self.act2(self.norm2(y))))
+        return torch.cat([x, self.attention(y)], dim=1)
+
+
+class ConvNeXtBlock(nn.Module):
+    """A ConvNeXt block (Liu et al. 2022) with a projected skip when the width changes.
+
+    ``skip(x) + [attention](pw2([drop](act(pw1(norm(dw7x7(x)))))))``: a depthwise 7x7
+    convolution (replicated borders) on the ``in_channels``, a normalization, a
+    pointwise expansion to ``4 * out_channels``, the activation, and a pointwise
+    projection to ``out_channels``. ``skip`` is the identity, or a 1x1 convolution when
+    the width changes. No layer scale and no stochastic depth (DL4DS sets both off).
+
+    With ``normalization=None`` the normalization is the identity; DL4DS' block fails
+    there (its bug 2, reference report §5.7). ``"ln"`` is the channels-first
+    :class:`LayerNorm2d` of the original ConvNeXt. The depthwise convolution has no
+    bias when a normalization follows it.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Input and output channels.
+    activation : str, default "relu"
+        Activation between the two pointwise convolutions (ConvNeXt uses "gelu").
+    normalization : {None, "bn", "ln"}, default None
+        Normalization after the depthwise convolution.
+    dropout_rate : float, default 0.0
+        Dropout after the activation, before the second pointwise convolution (DL4DS'
+        block has no dropout).
+    dropout_variant : str or None, default None
+        Kind of dropout, see :func:`~xr_dl4ds.models.dropout.make_dropout`.
+    attention : bool, default False
+        Channel attention on the residual branch, before the addition.
+    kernel_size : int, default 7
+        Kernel of the depthwise convolution (odd).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        activation: str = "relu",
+        normalization: str | None = None,
+        dropout_rate: float = 0.0,
+        dropout_variant: str | None = None,
+        attention: bool = False,
+        kernel_size: int = 7,
+    ) -> None:
+        super().__init__()
+        self.dwconv = conv_same(
+            in_channels,
+            in_channels,
+            kernel_size,
+            bias=normalization is None,
+            groups=in_channels,
+        )
+        self.norm = make_normalization(normalization, in_channels)
+        self.pwconv1 = conv1x1(in_channels, 4 * out_channels)
+        self.act = make_activation(activation)
+        self.drop = make_dropout(dropout_rate, dropout_variant)
+        self.pwconv2 = conv1x1(4 * out_channels, out_channels)
+        self.attention = ChannelAttention(out_channels) if attention else nn.Identity()
+        self.skip: nn.Module = (
+            conv1x1(in_channels, out_channels) if in_channels != out_channels else nn.Identity()
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.act(self.pwconv1(self.norm(self.dwconv(x))))
+        y = self.attention(self.pwconv2(self.drop(y)))
+        return self.skip(x) + y

@@ -1,16 +1,17 @@
-"""The downscaling network: backbone → upsampling → output module (+ interpolation)."""
+"""The downscaling network: [pre-upsampling →] backbone [→ post-upsampling] → output
+module (+ interpolation)."""
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from xr_dl4ds.exceptions import ConfigError
 from xr_dl4ds.models.base import Backbone, Upsampling
 from xr_dl4ds.models.blocks import make_activation
 from xr_dl4ds.models.config import ModelConfig
-from xr_dl4ds.models.output import OutputModule
+from xr_dl4ds.models.output import Offset, OutputModule
 from xr_dl4ds.models.registry import resolve
+from xr_dl4ds.models.upsampling import interpolate
 
 __all__ = ["DownscalingNet"]
 
@@ -21,12 +22,21 @@ def _shape(t: object) -> str:
 
 
 class DownscalingNet(nn.Module):
-    """A DL4DS-style post-upsampling network, fully convolutional.
+    """A DL4DS-style downscaling network, fully convolutional (except with ``localcon``).
 
-    ``y = output(upsampling(backbone(x)), static)``, and with ``config.residual`` (the
-    default) ``y = output_activation(y + interpolate(x[:, :out_channels]))``: the network
-    predicts a correction to an interpolation of the coarse target onto the fine grid. The
-    last convolution starts at zero, so a fresh network returns the interpolation.
+    The upsampling says where the scale changes (:attr:`Upsampling.is_pre
+    <xr_dl4ds.models.base.Upsampling.is_pre>`):
+
+    * post-upsampling (``"spc"``, ``"rc"``, ``"dc"``):
+      ``y = output(upsampling(backbone(x)), static, offset)``, the backbone on the
+      low-resolution grid;
+    * pre-upsampling (``"pin"``): ``y = output(backbone(upsampling(x)), static, offset)``,
+      the whole input interpolated to the fine grid first and the backbone on it.
+
+    With ``config.residual`` (the default)
+    ``y = output_activation(y + interpolate(x[:, :out_channels]))``: the network predicts
+    a correction to an interpolation of the coarse target onto the fine grid. The last
+    convolution starts at zero, so a fresh network returns the interpolation.
 
     The interpolation uses ``align_corners=False``: coarse cell ``i`` is centred on fine
     index ``i * scale + (scale - 1) / 2``, the convention of block-mean coarsening.
@@ -61,9 +71,25 @@ class DownscalingNet(nn.Module):
             )
         self.config = config
         backbone_cls, upsampling_cls = resolve(config)
-        self.backbone: Backbone = backbone_cls.from_config(config)
-        self.upsampling: Upsampling = upsampling_cls.from_config(self.backbone.out_channels, config)
-        self.output = OutputModule(self.upsampling.out_channels, config)
+        self.backbone: Backbone
+        self.upsampling: Upsampling
+        if upsampling_cls.is_pre:
+            self.upsampling = upsampling_cls.from_config(config.in_channels, config)
+            if self.upsampling.out_channels != config.in_channels:
+                raise ConfigError(
+                    f"DownscalingNet: the pre-upsampling {config.upsampling!r} changes the "
+                    f"width from in_channels={config.in_channels} to "
+                    f"{self.upsampling.out_channels}. Allowed: a pre-upsampling "
+                    "(is_pre=True) keeps the width, since the backbone is built for "
+                    "in_channels. Fix: make its out_channels equal to its in_channels."
+                )
+            self.backbone = backbone_cls.from_config(config)
+            width = self.backbone.out_channels
+        else:
+            self.backbone = backbone_cls.from_config(config)
+            self.upsampling = upsampling_cls.from_config(self.backbone.out_channels, config)
+            width = self.upsampling.out_channels
+        self.output = OutputModule(width, config)
         self.output_activation = (
             make_activation(config.output_activation) if config.residual else nn.Identity()
         )
@@ -72,6 +98,11 @@ class DownscalingNet(nn.Module):
     def scale(self) -> int:
         """The scale factor."""
         return self.config.scale
+
+    @property
+    def is_pre(self) -> bool:
+        """Whether the upsampling comes before the backbone (``"pin"``)."""
+        return bool(self.upsampling.is_pre)
 
     def interpolate(self, x: Tensor) -> Tensor:
         """Interpolate the coarse target (the first ``out_channels`` channels of ``x``).
@@ -89,14 +120,8 @@ class DownscalingNet(nn.Module):
         Tensor
             ``(N, out_channels, h * scale, w * scale)``.
         """
-        mode = self.config.interpolation
         coarse = x[:, : self.config.out_channels]
-        return F.interpolate(
-            coarse,
-            scale_factor=float(self.config.scale),
-            mode=mode,
-            align_corners=None if mode == "nearest" else False,
-        )
+        return interpolate(coarse, self.config.scale, self.config.interpolation)
 
     def _check_inputs(self, x: Tensor, static: Tensor | None) -> None:
         cfg = self.config
@@ -131,7 +156,7 @@ class DownscalingNet(nn.Module):
                 "static fields on the grid of the output, broadcast over the batch."
             )
 
-    def forward(self, x: Tensor, static: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, static: Tensor | None = None, offset: Offset = None) -> Tensor:
         """Downscale ``x``.
 
         Parameters
@@ -141,6 +166,11 @@ class DownscalingNet(nn.Module):
         static : Tensor, optional
             ``(N, static_channels, h * scale, w * scale)`` high-resolution static fields;
             required when ``static_channels > 0`` and refused otherwise.
+        offset : pair of ints or Tensor, optional
+            Only with ``config.localcon``: the high-resolution ``(row, col)`` of the
+            output's top-left cell in the training grid (``config.grid_shape``), one pair
+            for the batch or an integer tensor of shape ``(N, 2)``, one per sample.
+            None means ``(0, 0)``. Ignored without ``localcon``.
 
         Returns
         -------
@@ -150,10 +180,15 @@ class DownscalingNet(nn.Module):
         Raises
         ------
         ConfigError
-            ``x`` or ``static`` does not have the expected shape.
+            ``x`` or ``static`` does not have the expected shape, or (with ``localcon``)
+            ``offset`` is malformed or puts the output outside ``grid_shape``.
         """
         self._check_inputs(x, static)
-        y = self.output(self.upsampling(self.backbone(x)), static)
+        if self.upsampling.is_pre:
+            features = self.backbone(self.upsampling(x))
+        else:
+            features = self.upsampling(self.backbone(x))
+        y = self.output(features, static, offset)
         if self.config.residual:
             y = self.output_activation(y + self.interpolate(x))
         return y

@@ -7,6 +7,12 @@ refuses a duplicate; ``list_*`` return the sorted names; unknown names raise
 Compatibility between a backbone and an upsampling is declared at registration, on
 either side (``register_backbone(name, upsamplings=...)`` or
 ``register_upsampling(name, backbones=...)``); ``None`` means "works with all".
+:func:`valid_combinations` lists the pairs that can be built.
+
+Whether an upsampling runs before the backbone (pre-upsampling, ``"pin"``) or after it
+(post-upsampling, ``"spc"``, ``"rc"``, ``"dc"``) is the class attribute
+:attr:`Upsampling.is_pre <xr_dl4ds.models.base.Upsampling.is_pre>` of the registered
+class (``get_upsampling(name).is_pre``).
 """
 
 from __future__ import annotations
@@ -29,9 +35,11 @@ __all__ = [
     "get_upsampling",
     "is_compatible",
     "list_backbones",
+    "list_upsampling",
     "list_upsamplings",
     "register_backbone",
     "register_upsampling",
+    "valid_combinations",
 ]
 
 B = TypeVar("B", bound=type[Backbone])
@@ -134,6 +142,10 @@ def list_upsamplings() -> list[str]:
     return sorted(_UPSAMPLINGS)
 
 
+#: Alias of :func:`list_upsamplings`.
+list_upsampling = list_upsamplings
+
+
 def _lookup(kind: str, table: dict[str, _Entry], name: str) -> _Entry:
     try:
         return table[name]
@@ -190,6 +202,20 @@ def compatible_pairs() -> list[tuple[str, str]]:
     return [(b, u) for b in list_backbones() for u in list_upsamplings() if is_compatible(b, u)]
 
 
+def valid_combinations() -> list[tuple[str, str]]:
+    """All registered ``(backbone, upsampling)`` pairs that can be combined, sorted.
+
+    The same as :func:`compatible_pairs`.
+
+    Examples
+    --------
+    >>> from xr_dl4ds.models import valid_combinations
+    >>> ("resnet", "spc") in valid_combinations()
+    True
+    """
+    return compatible_pairs()
+
+
 def resolve(config: ModelConfig) -> tuple[type[Backbone], type[Upsampling]]:
     """The backbone and upsampling classes named by ``config``, checked for compatibility.
 
@@ -201,13 +227,15 @@ def resolve(config: ModelConfig) -> tuple[type[Backbone], type[Upsampling]]:
     backbone = get_backbone(config.backbone)
     upsampling = get_upsampling(config.upsampling)
     if not is_compatible(config.backbone, config.upsampling):
-        ok_ups = [u for u in list_upsamplings() if is_compatible(config.backbone, u)]
-        ok_bb = [b for b in list_backbones() if is_compatible(b, config.upsampling)]
+        b, u = config.backbone, config.upsampling
+        ok_ups = [name for name in list_upsamplings() if is_compatible(b, name)]
+        ok_bb = [name for name in list_backbones() if is_compatible(name, u)]
+        example = f", e.g. backbone={b!r}, upsampling={ok_ups[0]!r}" if ok_ups else ""
         raise RegistryError(
-            f"backbone={config.backbone!r} cannot be combined with "
-            f"upsampling={config.upsampling!r}. Upsamplings that work with "
-            f"{config.backbone!r}: {ok_ups}; backbones that work with "
-            f"{config.upsampling!r}: {ok_bb}. Fix: pick a compatible pair."
+            f"backbone={b!r} cannot be combined with upsampling={u!r}: valid upsamplings "
+            f"for {b!r}: {ok_ups}; valid backbones for {u!r}: {ok_bb}. Valid combinations "
+            f"(backbone, upsampling): {valid_combinations()}. Fix: pick a valid "
+            f"pair{example}."
         )
     return backbone, upsampling
 
@@ -220,10 +248,15 @@ def create_model(config: ModelConfig | str | None = None, /, **kwargs: Any) -> D
     config : ModelConfig or str, optional
         A configuration to start from; keyword arguments override its fields (through
         :func:`dataclasses.replace`). A string is taken as the backbone name, as in
-        ``timm.create_model("resnet", ...)``. Without it, the keyword arguments build a
-        new :class:`~xr_dl4ds.models.ModelConfig`.
+        ``timm.create_model("resnet", ...)``, so the call
+        ``create_model(name, *, upsampling, scale, in_channels, out_channels,
+        static_channels=0, time_window=None, **options)`` works as expected. Without
+        it, the keyword arguments build a new :class:`~xr_dl4ds.models.ModelConfig`.
     **kwargs
-        Fields of :class:`~xr_dl4ds.models.ModelConfig`.
+        Fields of :class:`~xr_dl4ds.models.ModelConfig` (``backbone``, ``upsampling``,
+        ``scale``, ``in_channels``, ``out_channels``, ``static_channels``,
+        ``time_window``, ...); see :func:`valid_combinations` for the backbone and
+        upsampling pairs.
 
     Returns
     -------
@@ -250,6 +283,9 @@ def create_model(config: ModelConfig | str | None = None, /, **kwargs: Any) -> D
     torch.Size([1, 1, 10, 14])
     >>> create_model(net.config, scale=3).config.scale
     3
+    >>> pin = create_model("resnet", upsampling="pin", scale=4, in_channels=2, out_channels=1)
+    >>> pin(torch.zeros(1, 2, 5, 7)).shape
+    torch.Size([1, 1, 20, 28])
     """
     fields = ModelConfig.field_names()
     unknown = sorted(k for k in kwargs if k not in fields)

@@ -45,6 +45,9 @@ class ResNetBackbone(Backbone):
         Channel attention in every residual block.
     dropout_rate : float, default 0.0
         Dropout inside the blocks and after the trailing conv.
+    dropout_variant : str or None, default None
+        See :func:`~xr_dl4ds.models.dropout.make_dropout` (``mc*`` variants stay on at
+        inference).
 
     Attributes
     ----------
@@ -62,6 +65,7 @@ class ResNetBackbone(Backbone):
         activation: str = "relu",
         attention: bool = False,
         dropout_rate: float = 0.0,
+        dropout_variant: str | None = None,
     ) -> None:
         super().__init__()
         f0 = n_filters
@@ -77,6 +81,7 @@ class ResNetBackbone(Backbone):
                     activation=activation,
                     normalization=normalization,
                     dropout_rate=dropout_rate,
+                    dropout_variant=dropout_variant,
                     attention=attention,
                 )
                 for w_in, w_out in zip([f0, *widths[:-1]], widths, strict=True)
@@ -85,7 +90,7 @@ class ResNetBackbone(Backbone):
         self.tail = nn.Sequential(
             conv3x3(self.out_channels, self.out_channels),
             make_activation(activation),
-            make_dropout(dropout_rate),
+            make_dropout(dropout_rate, dropout_variant),
         )
         self.skip = TransitionBlock(f0, self.out_channels, activation=activation)
 
