@@ -410,7 +410,9 @@ def downscale(
     offset = _locate(ds, model, y, x)
     s = model.scale
     halo = 0
-    if model.grid.periodic and x in ds.coords and is_periodic(ds[x]):
+    # periodic longitude: wrap a halo around the date line (not for the localized
+    # convolution, whose per-pixel weights are indexed on the unwrapped training grid)
+    if model.grid.periodic and x in ds.coords and is_periodic(ds[x]) and not model.config.localcon:
         halo = min(8, ds.sizes[x])
 
     # lazily: units -> normalize -> fill -> stack channels
