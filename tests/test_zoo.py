@@ -128,3 +128,70 @@ def test_localized_convolution_lives_on_the_training_grid(split, tmp_path):
         coarse.assign_coords(lon=coarse.lon + 100.0).dl4ds.downscale(m)
     m.save(tmp_path / "lcb.dl4ds")
     assert xr_dl4ds.load(tmp_path / "lcb.dl4ds").config.grid_shape == (32, 48)
+
+
+@pytest.mark.parametrize("backbone", ["convnet", "resnet", "densenet"])
+def test_spatio_temporal_models_through_the_xarray_api(split, backbone, tmp_path):
+    train, _ = split
+    full = synthetic_dataset(nt=10, ny=32, nx=48, seed=0)
+    m = _fit(train, backbone=backbone, time_window=3, n_blocks=1)
+    assert type(m.network()).__name__ == "SpatioTemporalNet"
+    coarse = full["tas"].dl4ds.coarsen(scale=4)
+    eager = coarse.dl4ds.downscale(m)
+    # every time step gets exactly one output, on the input's time axis
+    assert eager.shape == full["tas"].shape
+    xr.testing.assert_identical(eager["time"], full["time"])
+    # windows see their neighbours across dask chunk boundaries: chunking changes nothing
+    for chunks in (1, 2, 4):
+        lazy = coarse.chunk({"time": chunks}).dl4ds.downscale(m)
+        assert lazy.chunks[0] == coarse.chunk({"time": max(chunks, 2)}).chunks[0]
+        xr.testing.assert_allclose(lazy.compute(), eager, rtol=1e-5, atol=1e-4)
+    # step t depends on steps t-2..t only
+    bumped = coarse.copy(data=coarse.values.copy())
+    bumped[5] += 5.0
+    changed = ~np.isclose(bumped.dl4ds.downscale(m).values, eager.values, atol=1e-4).all(
+        axis=(1, 2)
+    )
+    assert list(np.flatnonzero(changed)) == [5, 6, 7]
+    m.save(tmp_path / "st.dl4ds")
+    np.testing.assert_array_equal(
+        coarse.dl4ds.downscale(xr_dl4ds.load(tmp_path / "st.dl4ds")).values, eager.values
+    )
+
+
+def test_spatio_temporal_needs_enough_steps(split):
+    with pytest.raises(Exception, match="time_window=9 needs at least 9 consecutive"):
+        _fit(split[0], time_window=9)
+
+
+def test_a_registered_backbone_is_usable_in_fit(split, tmp_path):
+    # the example of docs/models.md
+    from torch import nn
+
+    from xr_dl4ds.models import register_backbone
+    from xr_dl4ds.models.base import Backbone
+
+    @register_backbone("tiny_docs_example")
+    class TinyBackbone(Backbone):
+        def __init__(self, in_channels, *, n_filters=8, **options):
+            super().__init__()
+            self.out_channels = n_filters
+            self.body = nn.Sequential(
+                nn.Conv2d(in_channels, n_filters, 3, padding=1, padding_mode="replicate"),
+                nn.ReLU(),
+            )
+
+        def forward(self, x):
+            return self.body(x)
+
+    train, test = split
+    m = _fit(train, backbone="tiny_docs_example")
+    assert isinstance(m.network().backbone, TinyBackbone)
+    coarse = test["tas"].dl4ds.coarsen(scale=4)
+    m.save(tmp_path / "tiny.dl4ds")
+    np.testing.assert_array_equal(
+        coarse.dl4ds.downscale(xr_dl4ds.load(tmp_path / "tiny.dl4ds")).values,
+        coarse.dl4ds.downscale(m).values,
+    )
+    with pytest.raises(RegistryError, match="already registered"):
+        register_backbone("tiny_docs_example")(TinyBackbone)

@@ -14,6 +14,7 @@ from xr_dl4ds.models import unet as _unet  # noqa: F401  (registers "unet", pin 
 from xr_dl4ds.models import upsampling as _upsampling  # noqa: F401  (spc, rc, dc, pin)
 from xr_dl4ds.models.config import ModelConfig
 from xr_dl4ds.models.net import DownscalingNet
+from xr_dl4ds.models.recurrent import SpatioTemporalNet, list_recurrent_backbones
 from xr_dl4ds.models.registry import (
     create_model,
     list_backbones,
@@ -27,8 +28,10 @@ from xr_dl4ds.models.registry import (
 __all__ = [
     "DownscalingNet",
     "ModelConfig",
+    "SpatioTemporalNet",
     "create_model",
     "list_backbones",
+    "list_recurrent_backbones",
     "list_upsampling",
     "list_upsamplings",
     "register_backbone",

@@ -27,6 +27,7 @@ from xr_dl4ds.models.config import ModelConfig
 
 if TYPE_CHECKING:
     from xr_dl4ds.models.net import DownscalingNet
+    from xr_dl4ds.models.recurrent import SpatioTemporalNet
 
 __all__ = [
     "compatible_pairs",
@@ -240,8 +241,11 @@ def resolve(config: ModelConfig) -> tuple[type[Backbone], type[Upsampling]]:
     return backbone, upsampling
 
 
-def create_model(config: ModelConfig | str | None = None, /, **kwargs: Any) -> DownscalingNet:
-    """Build a :class:`~xr_dl4ds.models.DownscalingNet`.
+def create_model(
+    config: ModelConfig | str | None = None, /, **kwargs: Any
+) -> DownscalingNet | SpatioTemporalNet:
+    """Build a :class:`~xr_dl4ds.models.DownscalingNet`, or a
+    :class:`~xr_dl4ds.models.SpatioTemporalNet` when ``time_window`` is set.
 
     Parameters
     ----------
@@ -260,7 +264,7 @@ def create_model(config: ModelConfig | str | None = None, /, **kwargs: Any) -> D
 
     Returns
     -------
-    DownscalingNet
+    DownscalingNet or SpatioTemporalNet
         A freshly initialised network; ``net.config`` is the full configuration.
 
     Raises
@@ -311,6 +315,10 @@ def create_model(config: ModelConfig | str | None = None, /, **kwargs: Any) -> D
             f"first argument, received {type(config).__name__}. Fix: pass "
             "ModelConfig(...) or keyword options, or use ModelConfig.from_dict(d) for a dict."
         )
+    if cfg.time_window is not None:
+        from xr_dl4ds.models.recurrent import SpatioTemporalNet
+
+        return SpatioTemporalNet(cfg)
     from xr_dl4ds.models.net import DownscalingNet
 
     return DownscalingNet(cfg)
