@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import warnings
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -258,8 +259,21 @@ def fit(
     patch_size: int | Mapping[str, int] | None = 64,
     steps_per_epoch: int | None = None,
     learning_rate: float = 1e-3,
+    optimizer: str = "adam",
+    weight_decay: float = 0.0,
+    scheduler: str | None = None,
+    scheduler_options: Mapping[str, Any] | None = None,
+    grad_clip: float | None = None,
+    precision: str = "fp32",
+    early_stopping: int | None = None,
+    min_delta: float = 0.0,
+    restore_best: bool = True,
     val_time: Any = None,
     val_fraction: float | None = None,
+    checkpoint_path: str | os.PathLike[str] | None = None,
+    checkpoint_every: int | None = None,
+    resume: str | os.PathLike[str] | None = None,
+    callback: Callable[[int, dict[str, float]], None] | None = None,
     seed: int | None = 0,
     device: str = "auto",
     progress: bool = True,
@@ -291,11 +305,37 @@ def fit(
     steps_per_epoch : int, optional
         Batches per epoch; default: enough patches to cover every training field once.
     learning_rate : float
-        Adam learning rate.
+        Initial learning rate.
+    optimizer : {"adam", "adamw"}
+    weight_decay : float
+    scheduler : {None, "step", "cosine", "plateau"}
+        Learning-rate schedule, stepped every epoch; ``scheduler_options`` overrides its
+        defaults (see :class:`~xr_dl4ds.training.supervised.LoopOptions`).
+    scheduler_options : dict, optional
+    grad_clip : float, optional
+        Clip the global gradient norm.
+    precision : {"fp32", "bf16", "fp16"}
+        Mixed precision on CUDA; fp32 (with a warning) on CPU.
+    early_stopping : int, optional
+        Stop after this many epochs without a validation-loss improvement larger than
+        ``min_delta``; with ``restore_best`` the model keeps the best epoch's weights.
+    min_delta : float
+    restore_best : bool
     val_time : slice or labels, optional
         Time steps held out for validation, e.g. ``slice("2010", "2012")``.
     val_fraction : float, optional
         Hold out the last ``val_fraction`` of the time steps instead.
+    checkpoint_path : path, optional
+        Where to write training checkpoints (every ``checkpoint_every`` epochs and at the
+        end); written atomically, so a killed run leaves the last complete one.
+    checkpoint_every : int, optional
+    resume : path, optional
+        A checkpoint of an interrupted run with the same data and options: training
+        continues after its last epoch. On CPU with a fixed seed the result equals an
+        uninterrupted run.
+    callback : callable, optional
+        ``callback(epoch, values)`` after every epoch (0-based epoch; values of the loss,
+        validation loss, learning rate and duration).
     seed : int or None
         Seeds weights and patch sampling; training on CPU is then deterministic.
     device : str
@@ -326,22 +366,38 @@ def fit(
     from .data.samples import n_windows, patch_shape, random_patches, to_arrays, whole_fields
     from .losses import get_loss
     from .models import ModelConfig, create_model
-    from .training.supervised import resolve_device, seed_everything, train_supervised
+    from .training.supervised import (
+        LoopOptions,
+        read_checkpoint,
+        resolve_device,
+        seed_everything,
+        train_supervised,
+    )
 
     # -- validate every option before touching data ---------------------------------
-    for name, value, minimum in (("epochs", epochs, 1), ("batch_size", batch_size, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ConfigError(f"{name}={value!r} must be an integer >= {minimum}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size!r} must be an integer >= 1.")
     if steps_per_epoch is not None and (
         not isinstance(steps_per_epoch, int) or steps_per_epoch < 1
     ):
         raise ConfigError(f"steps_per_epoch={steps_per_epoch!r} must be None or an integer >= 1.")
-    if not (
-        isinstance(learning_rate, (int, float))
-        and learning_rate > 0
-        and math.isfinite(learning_rate)
-    ):
-        raise ConfigError(f"learning_rate={learning_rate!r} must be a positive number, e.g. 1e-3.")
+    loop = LoopOptions(
+        epochs=epochs,
+        learning_rate=learning_rate,
+        optimizer=optimizer,
+        weight_decay=weight_decay,
+        scheduler=scheduler,
+        scheduler_options=dict(scheduler_options or {}),
+        grad_clip=grad_clip,
+        precision=precision,
+        early_stopping=early_stopping,
+        min_delta=min_delta,
+        restore_best=restore_best,
+        checkpoint_every=checkpoint_every,
+        checkpoint_path=None if checkpoint_path is None else os.fspath(checkpoint_path),
+        progress=progress,
+    )
+    checkpoint = None if resume is None else read_checkpoint(resume)
     loss_fn = get_loss(loss)
     dev = resolve_device(device)
     known = {f.name for f in dataclasses.fields(ModelConfig)} - {
@@ -432,19 +488,36 @@ def fit(
                 val_arrays, scale=p.scale, batch_size=batch_size, window=config.time_window
             )
 
+    fingerprint = {
+        "config": config.to_dict(),
+        "target": list(p.target),
+        "predictors": list(p.predictors),
+        "static": list(p.static_names),
+        "mode": p.mode,
+        "train_period": _period(train_pair),
+        "val_period": _period(val_pair) if val_pair else None,
+        "stats": {k: [round(v.mean, 6), round(v.std, 6)] for k, v in stats.items()},
+        "seed": seed,
+        "batch_size": batch_size,
+        "patch": list(patch),
+        "steps_per_epoch": steps_per_epoch,
+        "loss": str(loss),
+    }
     history = train_supervised(
         net,
         train_batches,
-        epochs=epochs,
+        options=loop,
         loss_fn=loss_fn,
-        learning_rate=learning_rate,
         device=dev,
         val_batches=val_batches,
-        progress=progress,
+        rng=rng,
+        callback=callback,
+        resume=checkpoint,
+        fingerprint=fingerprint,
     )
 
     # -- assemble the model object ---------------------------------------------------
-    epochs_coord = np.arange(1, epochs + 1)
+    epochs_coord = np.arange(1, len(history["loss"]) + 1)
     hist = xr.Dataset(
         {
             "loss": (
@@ -499,11 +572,12 @@ def fit(
     }
     training = {
         "loss": loss if isinstance(loss, str) else getattr(loss, "__name__", "custom"),
-        "epochs": epochs,
+        "epochs": len(history["loss"]),
         "batch_size": batch_size,
         "patch_size": None if patch_size is None else [patch[0] * p.scale, patch[1] * p.scale],
         "steps_per_epoch": steps_per_epoch,
         "learning_rate": float(learning_rate),
+        "loop": loop.fingerprint(),
         "seed": seed,
         "mode": p.mode,
         "device": str(dev),
