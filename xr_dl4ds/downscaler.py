@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import os
 import warnings
@@ -276,6 +277,7 @@ def fit(
     callback: Callable[[int, dict[str, float]], None] | None = None,
     seed: int | None = 0,
     device: str = "auto",
+    devices: int | None = None,
     progress: bool = True,
     spatial_dims: Sequence[Hashable] | Mapping[str, Hashable] | None = None,
     time_dim: Hashable | None = None,
@@ -340,6 +342,11 @@ def fit(
         Seeds weights and patch sampling; training on CPU is then deterministic.
     device : str
         ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+    devices : int, optional
+        Data-parallel training in this many processes (one per GPU, or CPU processes
+        with ``device="cpu"``), spawned here; works from scripts and notebooks. Under
+        ``torchrun`` leave it unset: each process calls ``fit`` and they train together.
+        The global ``batch_size`` is split evenly over the processes.
     progress : bool
         Show a progress bar over epochs.
     spatial_dims, time_dim : optional
@@ -360,12 +367,29 @@ def fit(
     >>> model.target, model.scale
     (('tas',), 4)
     """
+    if devices is not None:
+        if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
+            raise ConfigError(f"devices={devices!r} must be None or an integer >= 1.")
+        if devices > 1:
+            from .training.distributed import spawn_fit
+
+            if isinstance(batch_size, int) and batch_size % devices:
+                raise ConfigError(
+                    f"batch_size={batch_size} cannot be split evenly over devices={devices}. "
+                    f"Use a multiple of {devices}."
+                )
+            kwargs = {k: v for k, v in locals().items() if k in _FIT_PARAMS}
+            kwargs.update(kwargs.pop("model_options"))
+            kwargs["devices"] = None
+            return spawn_fit(devices, (obj,), kwargs)  # type: ignore[no-any-return]
+
     import torch
 
     from . import __version__
     from .data.samples import n_windows, patch_shape, random_patches, to_arrays, whole_fields
     from .losses import get_loss
     from .models import ModelConfig, create_model
+    from .training.distributed import current_context
     from .training.supervised import (
         LoopOptions,
         read_checkpoint,
@@ -400,6 +424,9 @@ def fit(
     checkpoint = None if resume is None else read_checkpoint(resume)
     loss_fn = get_loss(loss)
     dev = resolve_device(device)
+    dist_ctx = current_context(dev)
+    if dist_ctx is not None:
+        dev = dist_ctx.device
     known = {f.name for f in dataclasses.fields(ModelConfig)} - {
         "backbone",
         "upsampling",
@@ -514,6 +541,7 @@ def fit(
         callback=callback,
         resume=checkpoint,
         fingerprint=fingerprint,
+        dist=dist_ctx,
     )
 
     # -- assemble the model object ---------------------------------------------------
@@ -581,6 +609,7 @@ def fit(
         "seed": seed,
         "mode": p.mode,
         "device": str(dev),
+        "processes": 1 if dist_ctx is None else dist_ctx.world_size,
         "train_steps": int(arrays.n_samples),
         "val_steps": int(val_arrays.n_samples) if val_arrays else 0,
         "train_period": _period(train_pair),
@@ -607,6 +636,9 @@ def fit(
         training=training,
         versions=versions,
     )
+
+
+_FIT_PARAMS = frozenset(inspect.signature(fit).parameters) - {"obj", "devices"}
 
 
 def _period(p: Pair) -> list[str]:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..exceptions import ConfigError, DL4DSWarning
+from .distributed import DistContext, all_reduce_sums, shard_batches
 
 __all__ = [
     "BatchLike",
@@ -71,8 +72,10 @@ def _to_tensors(
 def _forward(
     net: torch.nn.Module, x: torch.Tensor, s: torch.Tensor | None, o: torch.Tensor | None
 ) -> torch.Tensor:
-    """Call the network; patch positions only go to networks that use them."""
-    if o is not None and getattr(getattr(net, "config", None), "localcon", False):
+    """Call the network (or its DDP wrapper); patch positions only go to networks that
+    use them."""
+    inner = getattr(net, "module", net)
+    if o is not None and getattr(getattr(inner, "config", None), "localcon", False):
         return net(x, s, offset=o)
     return net(x, s)
 
@@ -267,6 +270,7 @@ def train_supervised(
     callback: Callable[[int, dict[str, float]], None] | None = None,
     resume: Mapping[str, Any] | None = None,
     fingerprint: Mapping[str, Any] | None = None,
+    dist: DistContext | None = None,
 ) -> dict[str, list[float]]:
     """Train ``net``; return the per-epoch history.
 
@@ -287,6 +291,10 @@ def train_supervised(
     fingerprint : mapping, optional
         What identifies the run (model config, data...), stored in checkpoints and
         compared on resume.
+    dist : DistContext, optional
+        Data-parallel run: the network is wrapped in DDP, each rank trains on its slice
+        of every batch, epoch losses are summed over ranks, and only rank 0 writes
+        checkpoints.
 
     Returns
     -------
@@ -307,6 +315,13 @@ def train_supervised(
             stacklevel=3,
         )
     net.to(device)
+    model = net
+    if dist is not None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None
+        )
     opt = _make_optimizer(net, o)
     scheduler = _make_scheduler(opt, o)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and o.precision == "fp16")
@@ -317,7 +332,8 @@ def train_supervised(
     start = 0
     if resume is not None:
         start = _restore(resume, net, opt, scheduler, scaler, rng, history, best, fingerprint, o)
-    bar = _progress_bar(o.epochs, o.progress)
+    is_main = dist is None or dist.is_main
+    bar = _progress_bar(o.epochs, o.progress and is_main)
     if bar is not None and start:
         bar.update(start)
     try:
@@ -325,11 +341,14 @@ def train_supervised(
             t0 = time.perf_counter()
             net.train()
             total, weight = 0.0, 0.0
-            for batch in train_batches(epoch):
+            batches = train_batches(epoch)
+            if dist is not None:
+                batches = shard_batches(batches, dist)
+            for batch in batches:
                 x, s, y, m, off = _to_tensors(batch, device)
                 opt.zero_grad(set_to_none=True)
                 with _autocast(device, o.precision):
-                    loss = loss_fn(_forward(net, x, s, off).float(), y, m)
+                    loss = loss_fn(_forward(model, x, s, off).float(), y, m)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"The training loss became {float(loss)} at epoch {epoch + 1}. Lower "
@@ -344,6 +363,8 @@ def train_supervised(
                 w = float(m.sum())
                 total += float(loss.detach()) * w
                 weight += w
+            if dist is not None:
+                total, weight = all_reduce_sums([total, weight], device)
             history["loss"].append(total / weight if weight else math.nan)
             history["learning_rate"].append(float(opt.param_groups[0]["lr"]))
             monitor = history["loss"][-1]
@@ -368,8 +389,13 @@ def train_supervised(
                     stop = True
             last = {k: v[-1] for k, v in history.items()}
             done = stop or epoch + 1 == o.epochs
-            if o.checkpoint_path is not None and (
-                done or (o.checkpoint_every is not None and (epoch + 1) % o.checkpoint_every == 0)
+            if (
+                is_main
+                and o.checkpoint_path is not None
+                and (
+                    done
+                    or (o.checkpoint_every is not None and (epoch + 1) % o.checkpoint_every == 0)
+                )
             ):
                 write_checkpoint(
                     o.checkpoint_path,
