@@ -109,9 +109,19 @@ def test_bad_options(hr, options, match):
 
 
 def test_unknown_loss(hr):
-    with pytest.raises(RegistryError, match=r"Unknown loss 'ssim'.*\['mae', 'mse'\]"):
+    with pytest.raises(RegistryError, match=r"Unknown loss 'ssim'.*\['dssim', .*'mae', .*'mse'\]"):
         train_small(hr, loss="ssim")
-    assert list_losses() == ["mae", "mse"]
+    assert list_losses() == [
+        "dssim",
+        "dssim_mae",
+        "dssim_mae_mse",
+        "dssim_mse",
+        "mae",
+        "msdssim",
+        "msdssim_mae",
+        "msdssim_mae_mse",
+        "mse",
+    ]
 
 
 def test_masked_losses_by_hand():
@@ -173,3 +183,15 @@ def test_mos_training(hr):
     assert m.training["mode"] == "mos"
     out = coarse["tas"].dl4ds.downscale(m)
     assert out.shape == hr["tas"].shape
+
+
+@pytest.mark.parametrize("calendar", ["noleap", "360_day"])
+def test_cftime_calendars_in_time_splits(hr, calendar):
+    times = xr.date_range("2001-02-25", periods=6, freq="D", calendar=calendar, use_cftime=True)
+    ds = hr.assign_coords(time=times)
+    m = train_small(ds, epochs=1, val_time=slice("2001-02-28", None))
+    # noleap: Feb 28, Mar 1, 2 held out; 360_day: Feb 28, 29, 30 held out
+    assert m.training["train_steps"] == 3 and m.training["val_steps"] == 3
+    assert m.training["val_period"][0].startswith("2001-02-28")
+    out = ds["tas"].dl4ds.coarsen(scale=4).dl4ds.downscale(m)
+    xr.testing.assert_identical(out["time"], ds["time"])
