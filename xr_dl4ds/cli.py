@@ -1,0 +1,1086 @@
+"""The ``xr-dl4ds`` command: ``fit`` and ``downscale`` for batch and HPC jobs.
+
+``xr-dl4ds fit CONFIG`` trains a model from a TOML or YAML file with three sections:
+``[data]`` (what to open and which part of it), ``[fit]`` (any keyword option of
+:func:`xr_dl4ds.fit`, network options included) and ``[output]`` (where to write the
+model and its training history). The valid ``[fit]`` keys are read from the signature of
+:func:`xr_dl4ds.fit` and the fields of :class:`~xr_dl4ds.models.ModelConfig` when the
+command runs, so options added to ``fit`` later work here without touching this module.
+
+``xr-dl4ds downscale MODEL INPUT OUTPUT`` downscales a netCDF file or a zarr store lazily,
+chunk by chunk, and writes the result atomically (a failure never leaves a partial
+OUTPUT).
+
+Errors of xr_dl4ds (:class:`~xr_dl4ds.DL4DSError`, configuration errors included) are
+printed as ``xr-dl4ds: error: <message>`` and exit with status 2; anything else is a bug
+and keeps its traceback. The same entry point runs as ``python -m xr_dl4ds``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import difflib
+import glob
+import importlib
+import inspect
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import textwrap
+import uuid
+import warnings
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+
+from .exceptions import ConfigError, DL4DSError, VariableError
+
+__all__ = ["main", "build_parser", "load_config", "validate_config", "fit_options"]
+
+PROG = "xr-dl4ds"
+SECTIONS = ("data", "fit", "output")
+_DATA_KEYS = ("path", "engine", "chunks", "isel", "sel")
+_OUTPUT_KEYS = ("model", "history")
+# ModelConfig fields that fit() derives from the data, so a config cannot set them
+# (backbone and upsampling are named parameters of fit and are listed from its signature)
+_DERIVED_MODEL_FIELDS = frozenset(
+    {
+        "backbone",
+        "upsampling",
+        "scale",
+        "in_channels",
+        "out_channels",
+        "static_channels",
+        "grid_shape",
+    }
+)
+_NONE_STRINGS = ("none", "null")
+_EMPTY = inspect.Parameter.empty
+
+EXAMPLE_TOML = """\
+# era5_t2m.toml -- train resnet+spc x4 on 2 m temperature with orography
+[data]
+path = "era5_t2m.nc"              # netCDF file, glob ("t2m_*.nc") or zarr store ("t2m.zarr")
+# chunks = {time = 8}             # passed to xarray when opening (dask)
+isel = {lat = [0, 180]}           # index ranges [start, stop), applied first
+sel = {time = ["2026-03-25", "2026-03-30"]}   # label ranges [start, stop], inclusive
+# lowres_path = "gcm_t2m.nc"      # MOS: the coarse input from another source
+# predictors_path = "gcm_extra.nc"  # coarse predictors (fit.predictors picks variables)
+
+[fit]
+target = "t2m"
+scale = 4
+static = ["orography", "lsm"]
+backbone = "resnet"
+upsampling = "spc"
+loss = "mae"
+epochs = 12
+batch_size = 16
+patch_size = 64
+val_fraction = 0.25
+seed = 0
+device = "auto"
+n_filters = 8                     # network options (ModelConfig fields) go here too
+n_blocks = 6
+
+[output]
+model = "t2m_resnet.dl4ds"        # written with model.save()
+history = "t2m_resnet_history.nc" # optional: the training history (netCDF)
+"""
+
+
+# ----------------------------------------------------------------------------------------
+# the options of fit(), discovered at run time
+# ----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class FitOption:
+    """One option of :func:`xr_dl4ds.fit` as the command line sees it.
+
+    ``kind`` is ``"training"`` (a named parameter of fit), ``"network"`` (a field of
+    ModelConfig, passed through ``**model_options``), ``"data"`` (takes xarray data only:
+    given as ``[data] <name>_path``) or ``"python"`` (a callable: Python only).
+    """
+
+    name: str
+    kind: str
+    default: Any
+    annotation: str
+    doc: str
+    takes_data: bool = False
+
+    @property
+    def required(self) -> bool:
+        return self.default is _EMPTY
+
+    @property
+    def settable(self) -> bool:
+        return self.kind in ("training", "network")
+
+
+def _annotation_text(annotation: Any) -> str:
+    if annotation is _EMPTY:
+        return ""
+    if isinstance(annotation, str):
+        return annotation
+    return inspect.formatannotation(annotation)
+
+
+def _param_docs(obj: Any) -> dict[str, str]:
+    """First sentence of each parameter's description in a numpydoc docstring."""
+    lines = (inspect.getdoc(obj) or "").splitlines()
+    start = None
+    for i in range(len(lines) - 1):
+        if lines[i].strip() == "Parameters" and set(lines[i + 1].strip()) == {"-"}:
+            start = i + 2
+            break
+    if start is None:
+        return {}
+    entries: list[tuple[list[str], str, list[str]]] = []
+    i = start
+    while i < len(lines):
+        line = lines[i]
+        nxt = lines[i + 1].strip() if i + 1 < len(lines) else ""
+        if line and not line[0].isspace():
+            if nxt and set(nxt) == {"-"}:  # the next section begins
+                break
+            head, _, typ = line.partition(":")
+            names = [n.strip() for n in head.split(",") if n.strip()]
+            entries.append((names, typ.strip(), []))
+        elif line.strip() and entries:
+            entries[-1][2].append(line.strip())
+        i += 1
+    docs: dict[str, str] = {}
+    for names, typ, desc in entries:
+        text = " ".join(desc)
+        # the first sentence (not cut at "e.g." or "i.e.")
+        m = re.match(r"(.+?(?<!e\.g)(?<!i\.e)\.)(\s|$)", text)
+        first = m.group(1) if m else text
+        first = first.replace("``", "")
+        first = re.sub(r":\w+:`~?([^`]+)`", r"\1", first)
+        for name in names:
+            docs[name] = first or typ
+    return docs
+
+
+def _fit_function() -> Callable[..., Any]:
+    import xr_dl4ds
+
+    return xr_dl4ds.fit
+
+
+def fit_options() -> dict[str, FitOption]:
+    """Every option of :func:`xr_dl4ds.fit`, read from its signature and from
+    :class:`~xr_dl4ds.models.ModelConfig` now (so options added later are included)."""
+    from .models.config import ModelConfig
+
+    fit = _fit_function()
+    docs = _param_docs(fit)
+    options: dict[str, FitOption] = {}
+    for name, p in inspect.signature(fit).parameters.items():
+        if p.kind is not inspect.Parameter.KEYWORD_ONLY:
+            continue  # the data (positional) and **model_options
+        ann = _annotation_text(p.annotation)
+        takes_data = "DataArray" in ann or "Dataset" in ann
+        if "Callable" in ann or "callable" in ann:
+            kind = "python"
+        elif takes_data and not re.search(r"\bstr\b", ann):
+            kind = "data"
+        else:
+            kind = "training"
+        options[name] = FitOption(
+            name, kind, p.default, ann, docs.get(name, ""), takes_data=takes_data
+        )
+    model_docs = _param_docs(ModelConfig)
+    for f in dataclasses.fields(ModelConfig):
+        if f.name in _DERIVED_MODEL_FIELDS or f.name in options or not f.init:
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = _EMPTY
+        options[f.name] = FitOption(
+            f.name, "network", default, _annotation_text(f.type), model_docs.get(f.name, "")
+        )
+    return options
+
+
+def _data_keys(options: Mapping[str, FitOption]) -> list[str]:
+    keys = list(_DATA_KEYS)
+    keys += [f"{o.name}_path" for o in options.values() if o.takes_data]
+    return keys
+
+
+# ----------------------------------------------------------------------------------------
+# reading, overriding and validating a configuration
+# ----------------------------------------------------------------------------------------
+
+
+def _tomllib() -> Any:
+    for name in ("tomllib", "tomli"):  # tomllib from Python 3.11, tomli before
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError:
+            pass
+    raise ConfigError("Reading TOML on Python 3.10 needs the tomli package: pip install tomli")
+
+
+def _normalize(value: Any) -> Any:
+    """Config values as fit() wants them: "none"/"null" -> None, dates -> ISO strings."""
+    if isinstance(value, str) and value.strip().lower() in _NONE_STRINGS:
+        return None
+    if isinstance(value, (datetime.date, datetime.time)):  # datetime is a date
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): _normalize(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_normalize(v) for v in value]
+    return value
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: a TOML literal when it is one (``3``, ``true``, ``[1, 2]``,
+    ``{time = 8}``, ``"x"``), else the text itself as a string."""
+    tomllib = _tomllib()
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except Exception:
+        return text
+
+
+def apply_overrides(config: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``SECTION.KEY[.SUBKEY...]=VALUE`` overrides to ``config`` (in place)."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        parts = [p.strip() for p in key.split(".")]
+        if not sep or len(parts) < 2 or not all(parts):
+            raise ConfigError(
+                f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. --set fit.epochs=3 or "
+                f"--set data.path=other.nc (sections: {', '.join(SECTIONS)})."
+            )
+        node = config
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                where = ".".join(parts[: depth + 1])
+                raise ConfigError(
+                    f"--set {item!r}: {where} is {child!r}, not a table, so it has no key "
+                    f"{parts[depth + 1]!r}."
+                )
+            node = child
+        node[parts[-1]] = parse_value(text.strip())
+    return config
+
+
+def load_config(
+    path: str | os.PathLike[str], overrides: Sequence[str] = ()
+) -> dict[str, dict[str, Any]]:
+    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) configuration, apply
+    ``--set`` overrides and normalize the values (no validation: see
+    :func:`validate_config`)."""
+    p = Path(path)
+    ext = p.suffix.lower()
+    if not p.is_file():
+        raise ConfigError(f"The configuration file {os.fspath(path)!r} does not exist.")
+    if ext == ".toml":
+        tomllib = _tomllib()
+        try:
+            with open(p, "rb") as f:
+                config = tomllib.load(f)
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{os.fspath(path)}: invalid TOML: {err}") from None
+    elif ext in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ModuleNotFoundError:
+            raise ConfigError(
+                f"Reading the YAML configuration {os.fspath(path)!r} needs PyYAML: "
+                "pip install pyyaml (or write the configuration as TOML)."
+            ) from None
+        try:
+            with open(p, encoding="utf-8") as f:
+                config = yaml.safe_load(f)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{os.fspath(path)}: invalid YAML: {err}") from None
+        if config is None:
+            config = {}
+        if not isinstance(config, dict):
+            raise ConfigError(
+                f"{os.fspath(path)}: the top level must be a mapping with the sections "
+                f"{', '.join(SECTIONS)}; got a {type(config).__name__}."
+            )
+    else:
+        raise ConfigError(
+            f"Cannot tell the format of the configuration {os.fspath(path)!r} from its "
+            f"extension {ext or '(none)'!r}: use .toml, .yaml or .yml."
+        )
+    apply_overrides(config, overrides)
+    return _normalize(config)
+
+
+def _unknown_keys_message(section: str, unknown: Sequence[str], valid: Sequence[str]) -> str:
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, valid, n=1)
+        if close:
+            hints.append(f"{key!r} -> {close[0]!r}?")
+    hint = f" Did you mean: {', '.join(hints)}" if hints else ""
+    return f"Unknown key(s) in [{section}]: {', '.join(map(repr, unknown))}.{hint}"
+
+
+def validate_config(
+    config: Mapping[str, Any], options: Mapping[str, FitOption] | None = None
+) -> None:
+    """Check the sections, the keys and the required values; opens no file."""
+    if options is None:
+        options = fit_options()
+    unknown = sorted(set(config) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(
+            f"Unknown section(s) {', '.join(f'[{s}]' for s in unknown)}. "
+            f"Valid sections: {', '.join(f'[{s}]' for s in SECTIONS)}."
+        )
+    for section in SECTIONS:
+        value = config.get(section, {})
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"[{section}] must be a table of keys, got {value!r}.")
+
+    data = config.get("data", {})
+    data_keys = _data_keys(options)
+    unknown = sorted(set(data) - set(data_keys))
+    if unknown:
+        raise ConfigError(
+            _unknown_keys_message("data", unknown, data_keys)
+            + f" Valid keys in [data]: {', '.join(data_keys)}."
+        )
+    path = data.get("path")
+    if path is None:
+        raise ConfigError('[data] needs path = "<netCDF file, glob or zarr store>".')
+    if not (isinstance(path, str) or (isinstance(path, list) and path)):
+        raise ConfigError(f"[data] path must be a string or a list of strings, got {path!r}.")
+    for key in ("isel", "sel"):
+        if not isinstance(data.get(key, {}), Mapping):
+            raise ConfigError(
+                f"[data] {key} must be a table of dimension = value, e.g. "
+                f"{key} = {{time = [...]}}, got {data[key]!r}."
+            )
+
+    fit = config.get("fit", {})
+    settable = [n for n, o in options.items() if o.settable]
+    problems = []
+    for key in sorted(fit):
+        opt = options.get(key)
+        if opt is None or opt.settable:
+            continue
+        if opt.kind == "data":
+            problems.append(f"{key!r} takes data: give the file as [data] {key}_path")
+        else:
+            problems.append(f"{key!r} takes a Python callable and cannot be set from a file")
+    if problems:
+        raise ConfigError(f"In [fit]: {'; '.join(problems)}.")
+    unknown = sorted(set(fit) - set(settable))
+    if unknown:
+        training = [n for n in settable if options[n].kind == "training"]
+        network = [n for n in settable if options[n].kind == "network"]
+        raise ConfigError(
+            _unknown_keys_message("fit", unknown, settable)
+            + f" Valid keys in [fit]: training options: {', '.join(training)}; "
+            f"network options: {', '.join(network)}."
+        )
+    missing = [n for n, o in options.items() if o.settable and o.required and n not in fit]
+    if missing:
+        raise ConfigError(
+            f"[fit] needs {', '.join(missing)} (no default), e.g. "
+            + ", ".join(f"{m} = 4" if m == "scale" else f"{m} = ..." for m in missing)
+            + "."
+        )
+
+    output = config.get("output", {})
+    unknown = sorted(set(output) - set(_OUTPUT_KEYS))
+    if unknown:
+        raise ConfigError(
+            _unknown_keys_message("output", unknown, _OUTPUT_KEYS)
+            + f" Valid keys in [output]: {', '.join(_OUTPUT_KEYS)}."
+        )
+    if not isinstance(output.get("model"), str) or not output["model"]:
+        raise ConfigError(
+            '[output] needs model = "<path of the model file>" (written with model.save).'
+        )
+    if "history" in output and not isinstance(output["history"], str):
+        raise ConfigError(f"[output] history must be a path, got {output['history']!r}.")
+
+
+# ----------------------------------------------------------------------------------------
+# writing a configuration back as TOML
+# ----------------------------------------------------------------------------------------
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.match(key) else json.dumps(key, ensure_ascii=False)
+
+
+def toml_value(value: Any) -> str:
+    """``value`` as a TOML literal (None as ``"none"``, which reads back as None)."""
+    if value is None:
+        return '"none"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, Mapping):
+        inner = ", ".join(f"{_toml_key(str(k))} = {toml_value(v)}" for k, v in value.items())
+        return "{" + inner + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def format_config(config: Mapping[str, Any], options: Mapping[str, FitOption] | None = None) -> str:
+    """The configuration as TOML; with ``options``, the [fit] options left at their
+    defaults follow as comments."""
+    out = []
+    for section in SECTIONS:
+        values = config.get(section, {})
+        out.append(f"[{section}]")
+        out += [f"{_toml_key(k)} = {toml_value(v)}" for k, v in values.items()]
+        if section == "fit" and options is not None:
+            rest = [o for o in options.values() if o.settable and o.name not in values]
+            if rest:
+                out.append("# defaults:")
+                out += [f"# {o.name} = {toml_value(o.default)}" for o in rest]
+        out.append("")
+    return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------------------
+# opening data
+# ----------------------------------------------------------------------------------------
+
+_UNSET: Any = object()
+
+
+def _is_zarr(path: str, engine: str | None) -> bool:
+    if engine is not None:
+        return engine == "zarr"
+    p = path.rstrip("/\\")
+    if p.endswith(".zarr"):
+        return True
+    return os.path.isdir(p) and any(
+        os.path.exists(os.path.join(p, marker)) for marker in (".zgroup", "zarr.json")
+    )
+
+
+def open_data(
+    path: str | os.PathLike[str] | Sequence[str],
+    *,
+    engine: str | None = None,
+    chunks: Any = _UNSET,
+    what: str = "data",
+) -> xr.Dataset:
+    """Open a netCDF file, a list or glob of netCDF files, or a zarr store.
+
+    ``.zarr`` stores (or ``engine="zarr"``) go through :func:`xarray.open_zarr`, several
+    files through :func:`xarray.open_mfdataset`, everything else through
+    :func:`xarray.open_dataset`; ``chunks`` is passed on when given.
+    """
+    kwargs: dict[str, Any] = {} if chunks is _UNSET else {"chunks": chunks}
+    if isinstance(path, (str, os.PathLike)):
+        patterns = [os.fspath(path)]
+    else:
+        patterns = [os.fspath(p) for p in path]
+    p = patterns[0]
+    if len(patterns) > 1 or any(c in p for c in "*?["):
+        files: list[str] = []
+        for pattern in patterns:
+            found = sorted(glob.glob(pattern))
+            if not found:
+                raise ConfigError(
+                    f"{what}: no file matches {pattern!r} (relative paths are relative to "
+                    f"the working directory {os.getcwd()!r})."
+                )
+            files += found
+        if len(files) > 1:
+            # variables without the concatenated dim (orography...) are taken from the
+            # first file, not stacked along time
+            return xr.open_mfdataset(
+                files,
+                engine=engine,
+                combine="by_coords",
+                data_vars="minimal",
+                coords="minimal",
+                compat="override",
+                **kwargs,
+            )
+        p = files[0]
+    if not os.path.exists(p):
+        raise ConfigError(
+            f"{what}: {p!r} does not exist (relative paths are relative to the working "
+            f"directory {os.getcwd()!r})."
+        )
+    if _is_zarr(p, engine):
+        return xr.open_zarr(p, **kwargs)
+    return xr.open_dataset(p, engine=engine, **kwargs)
+
+
+def _as_slice(value: Any) -> Any:
+    """``[a, b]`` and ``{start=a, stop=b, step=c}`` -> ``slice``; anything else as is."""
+    if isinstance(value, list) and len(value) == 2:
+        return slice(value[0], value[1])
+    if isinstance(value, Mapping) and value and set(value) <= {"start", "stop", "step"}:
+        return slice(value.get("start"), value.get("stop"), value.get("step"))
+    return value
+
+
+def _select(
+    ds: xr.Dataset, isel: Mapping[str, Any], sel: Mapping[str, Any], *, strict: bool, what: str
+) -> xr.Dataset:
+    for method, spec in (("isel", isel), ("sel", sel)):
+        if not spec:
+            continue
+        missing = [d for d in spec if d not in ds.dims]
+        if missing and strict:
+            raise ConfigError(
+                f"[data] {method} names {missing}, which are not dimensions of {what} "
+                f"(its dimensions: {list(map(str, ds.dims))})."
+            )
+        indexers = {d: _as_slice(v) for d, v in spec.items() if d in ds.dims}
+        if indexers:
+            ds = getattr(ds, method)(indexers)
+    return ds
+
+
+def _subset(ds: xr.Dataset, names: str | Sequence[str], what: str) -> xr.Dataset:
+    names = [names] if isinstance(names, str) else list(names)
+    missing = [n for n in names if n not in ds.data_vars]
+    if missing:
+        raise VariableError(
+            f"{what} has no variable(s) {missing}; it has {sorted(map(str, ds.data_vars))}."
+        )
+    return ds[names]
+
+
+# ----------------------------------------------------------------------------------------
+# writing outputs
+# ----------------------------------------------------------------------------------------
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _check_output(path: str | os.PathLike[str], overwrite: bool, what: str) -> None:
+    if os.path.lexists(path) and not overwrite:
+        raise ConfigError(
+            f"{what} {os.fspath(path)!r} already exists. Pass --overwrite to replace it, "
+            "or choose another path."
+        )
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.unlink(path)
+
+
+@contextlib.contextmanager
+def _atomic_path(path: str | os.PathLike[str], *, overwrite: bool) -> Iterator[str]:
+    """Yield a temporary path next to ``path``; on success move it to ``path``, on any
+    failure remove it, so ``path`` is either the complete new output or untouched."""
+    final = os.path.abspath(os.fspath(path))
+    parent = os.path.dirname(final)
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{os.path.basename(final)}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        yield tmp
+        if os.path.lexists(final):
+            if not overwrite:
+                raise ConfigError(
+                    f"{final!r} appeared while writing; the new output was discarded. "
+                    "Pass --overwrite to replace it."
+                )
+            if os.path.isdir(final) and not os.path.islink(final):
+                old = f"{tmp}.old"
+                os.replace(final, old)  # a directory cannot be replaced in one step
+                os.replace(tmp, final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                if os.path.isdir(tmp):
+                    os.unlink(final)
+                os.replace(tmp, final)
+        else:
+            os.replace(tmp, final)
+    finally:
+        if os.path.lexists(tmp):
+            _remove(tmp)
+
+
+def _clean_encoding(ds: xr.Dataset) -> xr.Dataset:
+    """Drop the on-disk encoding inherited from the input (chunk sizes, compression,
+    packing) that may not fit the new output; keep the time units and calendar."""
+    ds = ds.copy()
+    for var in ds.variables.values():
+        var.encoding = {k: v for k, v in var.encoding.items() if k in ("units", "calendar")}
+    return ds
+
+
+def write_dataset(
+    ds: xr.Dataset, path: str | os.PathLike[str], *, overwrite: bool, progress: bool = False
+) -> None:
+    """Write ``ds`` to ``path`` (``.zarr``: a zarr store, else netCDF) atomically, with a
+    dask progress bar on stderr when ``progress``."""
+    is_zarr = os.fspath(path).rstrip("/\\").endswith(".zarr")
+    ds = _clean_encoding(ds)
+    if progress:
+        from dask.diagnostics import ProgressBar
+
+        # a batch log (stderr not a terminal) gets a line every 10 s, not every 0.1 s
+        dt = 0.1 if sys.stderr.isatty() else 10.0
+        bar: contextlib.AbstractContextManager[Any] = ProgressBar(dt=dt, out=sys.stderr)
+    else:
+        bar = contextlib.nullcontext()
+    with _atomic_path(path, overwrite=overwrite) as tmp, bar:
+        if is_zarr:
+            with warnings.catch_warnings():
+                # zarr 3 notes that consolidated metadata is not in its v3 spec; xarray
+                # still reads it (and warns when it is missing), so keep writing it
+                warnings.filterwarnings("ignore", message="Consolidated metadata")
+                ds.to_zarr(tmp, mode="w-")
+        else:
+            ds.to_netcdf(tmp)
+
+
+def _make_readable(path: str | os.PathLike[str]) -> None:
+    """Give a file written through a private temporary file the usual permissions
+    (0666 minus the umask), as if it had been created directly."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+# ----------------------------------------------------------------------------------------
+# the subcommands
+# ----------------------------------------------------------------------------------------
+
+
+def _fit_kwargs(fit_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    kwargs = dict(fit_cfg)
+    if "val_time" in kwargs:
+        kwargs["val_time"] = _as_slice(kwargs["val_time"])
+    return kwargs
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    options = fit_options()
+    config = load_config(args.config, args.set)
+    validate_config(config, options)
+    data, fit_cfg, output = config.get("data", {}), config.get("fit", {}), config["output"]
+    outputs = [("[output] model", output["model"])]
+    if output.get("history"):
+        outputs.append(("[output] history", output["history"]))
+    for what, path in outputs:
+        _check_output(path, args.overwrite, what)
+    main_process = _is_main_process()
+    if args.dry_run:
+        print(format_config(config, options), end="")
+        return 0
+    if main_process:
+        print(f"# {PROG} fit {args.config}: configuration\n{format_config(config)}", flush=True)
+
+    import xr_dl4ds
+
+    kwargs = _fit_kwargs(fit_cfg)
+    chunks = data.get("chunks", _UNSET)
+    engine = data.get("engine")
+    isel, sel = data.get("isel", {}), data.get("sel", {})
+    with contextlib.ExitStack() as stack:
+        ds = stack.enter_context(
+            open_data(data["path"], engine=engine, chunks=chunks, what="[data] path")
+        )
+        obj = _select(ds, isel, sel, strict=True, what=f"{data['path']!r}")
+        for opt in options.values():
+            key = f"{opt.name}_path"
+            if not opt.takes_data or key not in data:
+                continue
+            extra = stack.enter_context(
+                open_data(data[key], engine=engine, chunks=chunks, what=f"[data] {key}")
+            )
+            extra = _select(extra, {}, sel, strict=False, what=f"{data[key]!r}")
+            if kwargs.get(opt.name) is not None:  # variable names picked from that file
+                extra = _subset(extra, kwargs[opt.name], f"[data] {key} {data[key]!r}")
+            kwargs[opt.name] = extra
+        model = xr_dl4ds.fit(obj, **kwargs)
+
+    if main_process:
+        path = output["model"]
+        with _atomic_path(path, overwrite=args.overwrite) as tmp:
+            model.save(tmp)
+        _make_readable(path)
+        if output.get("history"):
+            write_dataset(model.history, output["history"], overwrite=args.overwrite)
+        print(repr(model))
+        written = ", ".join(repr(p) for _, p in outputs)
+        print(f"{PROG}: wrote {written}", flush=True)
+    return 0
+
+
+def _parse_chunks(items: Sequence[str] | None) -> dict[Hashable, Any] | None:
+    if not items:
+        return None
+    chunks: dict[Hashable, Any] = {}
+    for item in items:
+        for part in item.split(","):
+            dim, sep, size = part.partition("=")
+            if not sep or not dim.strip() or not size.strip():
+                raise ConfigError(
+                    f"--chunks {item!r}: expected DIM=SIZE, e.g. --chunks time=8 "
+                    "(several: time=8,lat=-1; SIZE may be -1 for one chunk or 'auto')."
+                )
+            size = size.strip()
+            try:
+                chunks[dim.strip()] = int(size)
+            except ValueError:
+                chunks[dim.strip()] = size
+    return chunks
+
+
+def _parse_variables(items: Sequence[str] | None) -> tuple[list[str], dict[str, str]]:
+    names: list[str] = []
+    renames: dict[str, str] = {}
+    for item in items or []:
+        name, sep, model_name = item.partition("=")
+        name, model_name = name.strip(), model_name.strip()
+        if not name or (sep and not model_name):
+            raise ConfigError(
+                f"--variable {item!r}: expected NAME or NAME=MODEL_NAME, e.g. --variable tas "
+                "or --variable tas=t2m."
+            )
+        names.append(name)
+        if sep and model_name != name:
+            renames[name] = model_name
+    return names, renames
+
+
+def _cmd_downscale(args: argparse.Namespace) -> int:
+    import xr_dl4ds
+    from xr_dl4ds.data.pairing import get_time_dim
+
+    _check_output(args.output, args.overwrite, "OUTPUT")
+    chunks = _parse_chunks(args.chunks)
+    names, renames = _parse_variables(args.variable)
+    if not os.path.exists(args.model):
+        raise ConfigError(f"MODEL {args.model!r} does not exist.")
+    model = xr_dl4ds.load(args.model)
+    with open_data(args.input, engine=args.engine, chunks=None, what="INPUT") as ds:
+        if not names:
+            names = [n for n in model.target + model.predictors]
+            missing = [n for n in names if n not in ds.data_vars]
+            if missing:
+                raise VariableError(
+                    f"INPUT {args.input!r} lacks the variable(s) {missing} the model needs "
+                    f"(target {list(model.target)}, predictors {list(model.predictors)}); it "
+                    f"has {sorted(map(str, ds.data_vars))}. If a variable has another name "
+                    "here, pass --variable NAME=MODEL_NAME."
+                )
+        coarse = _subset(ds, names, f"INPUT {args.input!r}").rename(renames)
+        if chunks is None:
+            tdim: Hashable | None = model.grid.time_dim
+            if tdim not in coarse.dims:
+                tdim = get_time_dim(coarse)
+            chunks = {} if tdim is None else {tdim: 8}
+        missing_dims = [d for d in chunks if d not in coarse.dims]
+        if missing_dims:
+            raise ConfigError(
+                f"--chunks names {missing_dims}, which are not dimensions of the input "
+                f"(its dimensions: {list(map(str, coarse.dims))})."
+            )
+        coarse = coarse.chunk(chunks)
+        if args.coarsen is not None:
+            scale = model.scale if args.coarsen == "model" else args.coarsen
+            coarse = xr_dl4ds.coarsen(coarse, scale)
+        fine = xr_dl4ds.downscale(coarse, model, batch_size=args.batch_size, device=args.device)
+        back = {v: k for k, v in renames.items() if v in fine.variables}
+        if back:
+            fine = fine.rename(back)
+        write_dataset(fine, args.output, overwrite=args.overwrite, progress=args.progress)
+    sizes = ", ".join(f"{d}: {n}" for d, n in fine.sizes.items())
+    print(f"{PROG}: wrote {args.output!r} ({', '.join(map(str, fine.data_vars))}; {sizes})")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------
+# the parser
+# ----------------------------------------------------------------------------------------
+
+
+def _describe_options(options: Mapping[str, FitOption], width: int = 88) -> str:
+    def block(kind: str) -> list[str]:
+        lines = []
+        for o in options.values():
+            if o.kind != kind:
+                continue
+            if o.required:
+                head = f"  {o.name}  (required)"
+            elif o.default is None:
+                head = f"  {o.name}  (default: none)"
+            else:
+                head = f"  {o.name} = {toml_value(o.default)}"
+            doc = o.doc
+            if o.kind == "data":
+                doc = f"set [data] {o.name}_path (a file). {doc}"
+            elif o.kind == "python":
+                doc = f"Python only (not settable from a file). {doc}"
+            elif o.takes_data:
+                doc = f"{doc} Or variables of the file [data] {o.name}_path."
+            text = textwrap.fill(
+                doc.strip(), width=width, initial_indent=" " * 6, subsequent_indent=" " * 6
+            )
+            lines.append(head + ("\n" + text if text.strip() else ""))
+        return lines
+
+    parts = ["[fit] training options (keyword options of xr_dl4ds.fit):", *block("training")]
+    parts += ["", "[fit] network options (fields of xr_dl4ds.models.ModelConfig):"]
+    parts += block("network")
+    other = block("data") + block("python")
+    if other:
+        parts += ["", "options of xr_dl4ds.fit not set in [fit]:", *other]
+    return "\n".join(parts)
+
+
+_FIT_DESCRIPTION = """\
+Train a downscaling model from a configuration file (TOML, or YAML when PyYAML is
+installed; chosen by the extension .toml / .yaml / .yml) and write it to [output] model.
+
+The file has three sections:
+
+  [data]    path         netCDF file, list or glob of files (open_mfdataset), or zarr store
+            engine       xarray engine (optional; "zarr" forces a zarr store)
+            chunks       passed to xarray when opening, e.g. {time = 8} (dask)
+            isel, sel    selections {dim = value}, isel applied first; a 2-element list is
+                         a range: isel [start, stop) by index, sel [start, stop] by label
+                         (e.g. time = ["2000", "2009"]; "none" leaves an end open);
+                         {start = .., stop = .., step = ..} also works
+            <option>_path  a file for a fit option that takes data: lowres_path (MOS: the
+                         coarse input from another source), predictors_path, static_path;
+                         fit.predictors / fit.static then pick variables of that file.
+                         sel is applied to these files too (dims they lack are skipped).
+  [fit]     any keyword option of xr_dl4ds.fit (listed below), network options included.
+            The string "none" means None; dates become ISO strings; val_time = [a, b] is
+            a range like sel.
+  [output]  model        path of the model file (required)
+            history      netCDF path for the training history (optional)
+
+Unknown sections and keys are errors (listing the valid keys), found before any data is
+opened. Relative paths are relative to the working directory. Outputs are written
+atomically and never replace existing files without --overwrite.
+
+Several processes: launch the same command with torchrun, e.g.
+  torchrun --nproc-per-node=4 -m xr_dl4ds fit config.toml
+fit() joins the process group itself (RANK/WORLD_SIZE); only the process with RANK 0
+(or no RANK) writes the output files and prints the summary.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose epilog may be computed when help is shown
+    (``epilog_factory``), so that ``xr-dl4ds --help`` does not import torch."""
+
+    def __init__(
+        self, *args: Any, epilog_factory: Callable[[], str] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._epilog_factory = epilog_factory
+
+    def format_help(self) -> str:
+        if self._epilog_factory is not None:
+            self.epilog = self._epilog_factory()
+            self._epilog_factory = None
+        return super().format_help()
+
+
+def _fit_epilog() -> str:
+    return (
+        "example configuration:\n\n"
+        + textwrap.indent(EXAMPLE_TOML, "  ")
+        + "\n"
+        + _describe_options(fit_options())
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``xr-dl4ds`` argument parser (the fit options are listed from the current
+    signature of :func:`xr_dl4ds.fit`)."""
+    from . import __version__
+
+    parser = _Parser(
+        prog=PROG,
+        description=(
+            "Deep-learning downscaling of gridded climate data (xr_dl4ds) from the\n"
+            "command line, for batch and HPC jobs."
+        ),
+        epilog=textwrap.dedent(
+            f"""\
+            commands:
+              {PROG} fit CONFIG [--set KEY=VALUE ...] [--dry-run]
+                  train a model from a TOML/YAML configuration
+              {PROG} downscale MODEL INPUT OUTPUT [options]
+                  downscale a netCDF file or zarr store with a trained model
+
+            examples:
+              {PROG} fit config.toml --set fit.epochs=3 --dry-run
+              torchrun --nproc-per-node=4 -m xr_dl4ds fit config.toml
+              {PROG} downscale t2m.dl4ds gcm_t2m.nc t2m_fine.zarr --chunks time=8
+
+            Errors in the data or the configuration print '{PROG}: error: ...' and exit
+            with status 2. '{PROG} COMMAND --help' documents each command.
+            """
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
+    )
+    p_fit = sub.add_parser(
+        "fit",
+        help="train a model from a TOML/YAML configuration file",
+        description=_FIT_DESCRIPTION,
+        epilog_factory=_fit_epilog,  # the options of fit() as they are now
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p_fit.add_argument("config", metavar="CONFIG", help="configuration file (.toml, .yaml, .yml)")
+    p_fit.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override a configuration value, e.g. --set fit.epochs=3 --set "
+        'data.sel.time=\'["2000", "2009"]\'; VALUE is read as a TOML literal when it is '
+        "one, else as a string (repeatable)",
+    )
+    p_fit.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate the configuration, print it resolved (with the defaults as comments) "
+        "and exit without opening any data",
+    )
+    p_fit.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing output files (checked before training starts)",
+    )
+    p_fit.set_defaults(func=_cmd_fit)
+
+    p_ds = sub.add_parser(
+        "downscale",
+        help="downscale a netCDF file or zarr store with a trained model",
+        description=textwrap.dedent(
+            """\
+            Downscale INPUT (netCDF file, glob of files, or zarr store) with MODEL (a file
+            written by fit / model.save) and write OUTPUT: a zarr store when OUTPUT ends in
+            .zarr, else netCDF. The input is read lazily in chunks along time and computed
+            chunk by chunk (on the GPU when there is one), with a progress bar on stderr.
+            OUTPUT is written to a temporary path next to it and renamed when complete, so
+            a failure never leaves a partial OUTPUT; an existing OUTPUT is kept unless
+            --overwrite is given.
+            """
+        ),
+        epilog=textwrap.dedent(
+            f"""\
+            examples:
+              {PROG} downscale t2m.dl4ds gcm_t2m.nc t2m_fine.nc
+              {PROG} downscale t2m.dl4ds gcm.zarr fine.zarr --variable tas=t2m --chunks time=16
+              # perfect-prognosis evaluation: coarsen high-res truth by the model's scale first
+              {PROG} downscale t2m.dl4ds era5_t2m.nc t2m_pp.nc --coarsen
+            """
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p_ds.add_argument("model", metavar="MODEL", help="model file (from fit / model.save)")
+    p_ds.add_argument("input", metavar="INPUT", help="coarse data: netCDF, glob, or .zarr")
+    p_ds.add_argument("output", metavar="OUTPUT", help="result: .zarr store, else netCDF")
+    p_ds.add_argument(
+        "--variable",
+        metavar="NAME[=MODEL_NAME]",
+        action="append",
+        help="variable of INPUT to downscale (repeatable; default: the model's target and "
+        "predictor variables). NAME=MODEL_NAME uses INPUT's NAME as the model's MODEL_NAME "
+        "(the output keeps NAME)",
+    )
+    p_ds.add_argument(
+        "--chunks",
+        metavar="DIM=SIZE",
+        action="append",
+        help="dask chunks of INPUT, e.g. --chunks time=8 or time=8,member=1 (repeatable; "
+        "default: 8 time steps per chunk). Memory per task grows with the chunk size",
+    )
+    p_ds.add_argument(
+        "--coarsen",
+        metavar="SCALE",
+        nargs="?",
+        const="model",
+        type=_scale_arg,
+        help="block-mean coarsen INPUT by SCALE first (without a value: the model's scale), "
+        "to evaluate on high-resolution data (perfect prognosis)",
+    )
+    p_ds.add_argument("--engine", help="xarray engine for INPUT (default: from the path)")
+    p_ds.add_argument(
+        "--device", default="auto", help='"auto" (default: CUDA when present), "cpu", "cuda:1"'
+    )
+    p_ds.add_argument(
+        "--batch-size", type=int, default=8, help="samples per forward pass (default: 8)"
+    )
+    p_ds.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="show dask's progress bar on stderr (default: on)",
+    )
+    p_ds.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    p_ds.set_defaults(func=_cmd_downscale)
+    return parser
+
+
+def _scale_arg(text: str) -> int | str:
+    if text == "model":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"SCALE must be an integer, got {text!r}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``xr-dl4ds`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status.
+
+    xr_dl4ds errors (configuration errors included) are printed as
+    ``xr-dl4ds: error: <message>`` with status 2; other exceptions propagate.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except DL4DSError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
