@@ -275,6 +275,13 @@ def fit(
     checkpoint_every: int | None = None,
     resume: str | os.PathLike[str] | None = None,
     callback: Callable[[int, dict[str, float]], None] | None = None,
+    in_memory: bool | None = None,
+    loader_workers: int = 0,
+    adversarial: bool = False,
+    pixel_weight: float = 100.0,
+    adversarial_weight: float = 1.0,
+    discriminator_learning_rate: float | None = None,
+    discriminator_options: Mapping[str, Any] | None = None,
     seed: int | None = 0,
     device: str = "auto",
     devices: int | None = None,
@@ -298,8 +305,11 @@ def fit(
     backbone, upsampling : str
         See :func:`xr_dl4ds.models.list_backbones` and ``list_upsamplings``.
     loss : str or callable
-        ``"mae"`` or ``"mse"`` (mask-aware; see :func:`xr_dl4ds.losses.list_losses`), or a
-        callable ``loss(pred, target, mask)`` returning a scalar tensor.
+        One of DL4DS's losses, all mask-aware: ``"mae"``, ``"mse"``, ``"dssim"``,
+        ``"dssim_mae"``, ``"dssim_mse"``, ``"dssim_mae_mse"``, ``"msdssim"``,
+        ``"msdssim_mae"``, ``"msdssim_mae_mse"`` (see :func:`xr_dl4ds.losses.get_loss`
+        for other mixing weights), or a callable ``loss(pred, target, mask)`` returning a
+        scalar tensor.
     epochs, batch_size : int
     patch_size : int, mapping or None
         Side of the random square patches, in high-resolution cells (a multiple of
@@ -338,6 +348,26 @@ def fit(
     callback : callable, optional
         ``callback(epoch, values)`` after every epoch (0-based epoch; values of the loss,
         validation loss, learning rate and duration).
+    in_memory : bool, optional
+        Load the (normalized) training data into memory. Default: yes for numpy-backed
+        data, no for dask-backed data (e.g. ``xr.open_zarr``), whose patches are then
+        read lazily, chunk by chunk, so memory stays bounded whatever the data size.
+    loader_workers : int
+        Worker processes that read the batches (a few batches ahead); 0 reads them in
+        the training process. The batches do not depend on this number.
+    adversarial : bool
+        Conditional-GAN training (pix2pix, as DL4DS's ``CGANTrainer``) with DL4DS's
+        residual discriminator: generator loss = ``adversarial_weight`` x BCE +
+        ``pixel_weight`` x ``loss``. Adam with betas (0.5, 0.999); DL4DS used
+        ``learning_rate=2e-4`` for both networks. Supports validation and early
+        stopping; not yet schedules, clipping, mixed precision, checkpoints or several
+        devices.
+    pixel_weight, adversarial_weight : float
+    discriminator_learning_rate : float, optional
+        Default: ``learning_rate``.
+    discriminator_options : dict, optional
+        ``n_filters`` (32), ``n_res_blocks`` (4), ``dropout`` (0.4), ``activation``,
+        ``hidden_units`` of :class:`~xr_dl4ds.models.ResidualDiscriminator`.
     seed : int or None
         Seeds weights and patch sampling; training on CPU is then deterministic.
     device : str
@@ -373,6 +403,11 @@ def fit(
         if devices > 1:
             from .training.distributed import spawn_fit
 
+            if adversarial:
+                raise ConfigError(
+                    "adversarial=True does not support several processes (devices>1) yet."
+                )
+
             if isinstance(batch_size, int) and batch_size % devices:
                 raise ConfigError(
                     f"batch_size={batch_size} cannot be split evenly over devices={devices}. "
@@ -389,7 +424,7 @@ def fit(
     from .data.samples import n_windows, patch_shape, random_patches, to_arrays, whole_fields
     from .losses import get_loss
     from .models import ModelConfig, create_model
-    from .training.distributed import current_context
+    from .training.distributed import current_context, dist_requested
     from .training.supervised import (
         LoopOptions,
         read_checkpoint,
@@ -401,6 +436,12 @@ def fit(
     # -- validate every option before touching data ---------------------------------
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size={batch_size!r} must be an integer >= 1.")
+    if (
+        isinstance(loader_workers, bool)
+        or not isinstance(loader_workers, int)
+        or loader_workers < 0
+    ):
+        raise ConfigError(f"loader_workers={loader_workers!r} must be an integer >= 0.")
     if steps_per_epoch is not None and (
         not isinstance(steps_per_epoch, int) or steps_per_epoch < 1
     ):
@@ -421,6 +462,23 @@ def fit(
         checkpoint_path=None if checkpoint_path is None else os.fspath(checkpoint_path),
         progress=progress,
     )
+    if adversarial:
+        unsupported = {
+            "scheduler": scheduler,
+            "grad_clip": grad_clip,
+            "checkpoint_path": checkpoint_path,
+            "resume": resume,
+            "optimizer": None if optimizer == "adam" else optimizer,
+            "precision": None if precision == "fp32" else precision,
+            "weight_decay": weight_decay or None,
+        }
+        given = sorted(k for k, v in unsupported.items() if v is not None)
+        if given or dist_requested():
+            raise ConfigError(
+                f"adversarial=True does not support {given or ['several processes']} yet; it "
+                "trains with Adam (betas 0.5, 0.999) on one device, with validation and early "
+                "stopping. Drop those options, or train with adversarial=False."
+            )
     checkpoint = None if resume is None else read_checkpoint(resume)
     loss_fn = get_loss(loss)
     dev = resolve_device(device)
@@ -486,8 +544,17 @@ def fit(
         stats.update(compute_stats(train_pair.lowres, p.predictors))
     if p.static_names:
         stats.update(compute_stats(p.static))
-    arrays = to_arrays(train_pair, stats)
-    val_arrays = to_arrays(val_pair, stats) if val_pair is not None else None
+    lazy = (
+        (train_pair.highres[p.target[0]].chunks is not None) if in_memory is None else not in_memory
+    )
+    arrays = to_arrays(train_pair, stats, lazy=lazy)
+    val_arrays = to_arrays(val_pair, stats, lazy=lazy) if val_pair is not None else None
+    valid = arrays.valid_cells()
+    if not valid.any():
+        raise DataError(
+            f"The target {list(p.target)} is NaN everywhere in the training period: there is "
+            "nothing to learn from. Check the time selection and the missing-value encoding."
+        )
 
     patch = patch_shape(patch_size, p.scale, arrays.lowres.shape[-2:])
     h, w = arrays.lowres.shape[-2:]
@@ -505,6 +572,7 @@ def fit(
             n_batches=steps_per_epoch,
             rng=rng,
             window=config.time_window,
+            workers=loader_workers,
         )
 
     val_batches = None
@@ -530,19 +598,42 @@ def fit(
         "steps_per_epoch": steps_per_epoch,
         "loss": str(loss),
     }
-    history = train_supervised(
-        net,
-        train_batches,
-        options=loop,
-        loss_fn=loss_fn,
-        device=dev,
-        val_batches=val_batches,
-        rng=rng,
-        callback=callback,
-        resume=checkpoint,
-        fingerprint=fingerprint,
-        dist=dist_ctx,
-    )
+    if adversarial:
+        from .models import ResidualDiscriminator
+        from .training.adversarial import train_adversarial
+
+        discriminator = ResidualDiscriminator(config, **dict(discriminator_options or {}))
+        history = train_adversarial(
+            net,
+            discriminator,
+            train_batches,
+            epochs=loop.epochs,
+            pixel_loss=loss_fn,
+            pixel_weight=pixel_weight,
+            adversarial_weight=adversarial_weight,
+            learning_rate=loop.learning_rate,
+            discriminator_learning_rate=discriminator_learning_rate or loop.learning_rate,
+            device=dev,
+            val_batches=val_batches,
+            progress=loop.progress,
+            callback=callback,
+            early_stopping_patience=loop.early_stopping,
+            restore_best=loop.restore_best,
+        )
+    else:
+        history = train_supervised(
+            net,
+            train_batches,
+            options=loop,
+            loss_fn=loss_fn,
+            device=dev,
+            val_batches=val_batches,
+            rng=rng,
+            callback=callback,
+            resume=checkpoint,
+            fingerprint=fingerprint,
+            dist=dist_ctx,
+        )
 
     # -- assemble the model object ---------------------------------------------------
     epochs_coord = np.arange(1, len(history["loss"]) + 1)
@@ -566,18 +657,24 @@ def fit(
         },
         coords={"epoch": ("epoch", epochs_coord, {"long_name": "epoch"})},
     )
-    if "val_loss" in history:
-        hist["val_loss"] = (
-            "epoch",
-            np.asarray(history["val_loss"]),
-            {"long_name": f"validation loss ({loss}, normalized units)"},
+    names = {
+        "val_loss": f"validation loss ({loss}, normalized units)",
+        "pixel_loss": f"generator pixel loss ({loss}, normalized units)",
+        "adversarial_loss": "generator adversarial loss (binary cross-entropy)",
+        "discriminator_loss": "discriminator loss (binary cross-entropy, real + fake)",
+    }
+    for key, long_name in names.items():
+        if key in history:
+            hist[key] = ("epoch", np.asarray(history[key]), {"long_name": long_name})
+    if adversarial:
+        hist["loss"].attrs["long_name"] = (
+            f"generator loss ({adversarial_weight} x adversarial + {pixel_weight} x {loss})"
         )
 
     hr_grid = _spatial_coords(p.highres, ydim, xdim)
     gm_name, gm = _grid_mapping(obj, p.target)
     hr_grid = hr_grid.merge(gm)
     lr_grid = _spatial_coords(p.lowres, ydim, xdim)
-    valid = np.isfinite(arrays.highres).any(axis=0)
     mask = None if valid.all() else valid
     attrs = {n: dict(p.highres[n].attrs) for n in p.target}
     attrs.update({n: dict(p.lowres[n].attrs) for n in p.predictors})
@@ -606,6 +703,7 @@ def fit(
         "steps_per_epoch": steps_per_epoch,
         "learning_rate": float(learning_rate),
         "loop": loop.fingerprint(),
+        "adversarial": bool(adversarial),
         "seed": seed,
         "mode": p.mode,
         "device": str(dev),
@@ -617,8 +715,6 @@ def fit(
     }
     if not np.isfinite(history["loss"][-1]):
         warnings.warn("The final training loss is not finite.", DL4DSWarning, stacklevel=2)
-    if mask is not None and not mask.any():
-        raise DataError("Every high-resolution cell is missing in the training data.")
     state = {k: v.detach().to("cpu").clone() for k, v in net.state_dict().items()}
     return Downscaler(
         config=config,

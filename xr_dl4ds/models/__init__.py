@@ -13,6 +13,7 @@ from xr_dl4ds.models import resnet as _resnet  # noqa: F401  (registers "resnet"
 from xr_dl4ds.models import unet as _unet  # noqa: F401  (registers "unet", pin only)
 from xr_dl4ds.models import upsampling as _upsampling  # noqa: F401  (spc, rc, dc, pin)
 from xr_dl4ds.models.config import ModelConfig
+from xr_dl4ds.models.discriminator import ResidualDiscriminator as ResidualDiscriminator
 from xr_dl4ds.models.net import DownscalingNet
 from xr_dl4ds.models.recurrent import SpatioTemporalNet, list_recurrent_backbones
 from xr_dl4ds.models.registry import (

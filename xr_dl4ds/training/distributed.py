@@ -26,7 +26,14 @@ import torch
 
 from ..exceptions import ConfigError
 
-__all__ = ["DistContext", "current_context", "shard_batches", "all_reduce_sums", "spawn_fit"]
+__all__ = [
+    "DistContext",
+    "all_reduce_sums",
+    "current_context",
+    "dist_requested",
+    "shard_batches",
+    "spawn_fit",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +57,11 @@ def _env_world() -> tuple[int, int, int] | None:
             local = int(os.environ.get("LOCAL_RANK", rank))
             return rank, world, local
     return None
+
+
+def dist_requested() -> bool:
+    """True under torchrun (or a spawned worker) with more than one process."""
+    return _env_world() is not None
 
 
 def current_context(device: torch.device) -> DistContext | None:
