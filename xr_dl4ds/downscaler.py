@@ -416,7 +416,7 @@ def fit(
             kwargs = {k: v for k, v in locals().items() if k in _FIT_PARAMS}
             kwargs.update(kwargs.pop("model_options"))
             kwargs["devices"] = None
-            return spawn_fit(devices, (obj,), kwargs)  # type: ignore[no-any-return]
+            return spawn_fit(devices, (obj,), kwargs)
 
     import torch
 
@@ -556,7 +556,9 @@ def fit(
             "nothing to learn from. Check the time selection and the missing-value encoding."
         )
 
-    patch = patch_shape(patch_size, p.scale, arrays.lowres.shape[-2:])
+    patch = patch_shape(
+        patch_size, p.scale, (int(arrays.lowres.shape[-2]), int(arrays.lowres.shape[-1]))
+    )
     h, w = arrays.lowres.shape[-2:]
     if steps_per_epoch is None:
         per_field = (h * w) / (patch[0] * patch[1])

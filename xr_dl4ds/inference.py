@@ -278,7 +278,7 @@ def _apply_windows(
         if min(data.chunks[t_axis]) < window - 1:  # every chunk must hold a whole halo
             data = data.rechunk({t_axis: max(window - 1, int(np.median(data.chunks[t_axis])))})
         tchunks = data.chunks[t_axis]
-        depth = {i: 0 for i in range(data.ndim)}
+        depth: dict[int, int | tuple[int, int]] = {i: 0 for i in range(data.ndim)}
         depth[t_axis] = (window - 1, 0)
         over = dsa.overlap.overlap(data, depth=depth, boundary="none")
 

@@ -48,7 +48,7 @@ class LazyArray:
 
     def any_valid(self) -> np.ndarray:
         """Per channel and cell: valid (not NaN) at some time step (computed lazily)."""
-        return np.asarray(self.da.notnull().any(self.da.dims[0]).values)
+        return np.asarray(self.da.notnull().any([self.da.dims[0]]).values)
 
 
 ArrayLike = np.ndarray | LazyArray
@@ -77,7 +77,7 @@ class TrainingArrays:
         """(C_out, H, W): cells of the target with data at some time step."""
         if isinstance(self.highres, LazyArray):
             return self.highres.any_valid()
-        return np.isfinite(self.highres).any(axis=0)
+        return np.asarray(np.isfinite(self.highres).any(axis=0))
 
 
 def _stack_lazy(
@@ -132,7 +132,7 @@ def to_arrays(p: Pair, stats: Mapping[str, VariableStats], *, lazy: bool = False
         static = np.nan_to_num(static, nan=0.0)
         static_lr = np.nan_to_num(static_lr, nan=0.0)
     arrays = TrainingArrays(lowres=lowres, static_lowres=static_lr, static=static, highres=highres)
-    if not lazy and not np.isfinite(highres).any():
+    if not lazy and not np.isfinite(np.asarray(highres)).any():
         raise DataError(
             f"The target {list(p.target)} is NaN everywhere in the training period: there is "
             "nothing to learn from. Check the time selection and the missing-value encoding."
@@ -263,7 +263,9 @@ def _batches(
     arrays: TrainingArrays, specs: list[tuple], scale: int, window: int | None, workers: int
 ) -> Iterator[Batch]:
     if workers <= 0:
-        return (_make_batch(arrays, *spec, scale, window) for spec in specs)
+        return (
+            _make_batch(arrays, t, ys, xs, ph, pw, scale, window) for t, ys, xs, ph, pw in specs
+        )
     from torch.utils.data import DataLoader
 
     dataset = _SpecDataset(arrays, specs, scale, window)
@@ -271,11 +273,11 @@ def _batches(
     # can deadlock the children
     return iter(
         DataLoader(
-            dataset,
+            dataset,  # type: ignore[arg-type]
             batch_size=None,
             shuffle=False,
             num_workers=workers,
-            collate_fn=_identity,
+            collate_fn=_identity,  # type: ignore[arg-type]
             prefetch_factor=2,
             persistent_workers=False,
             multiprocessing_context="spawn",
@@ -301,7 +303,8 @@ class _SpecDataset:
         return len(self.specs)
 
     def __getitem__(self, i: int) -> Batch:
-        return _make_batch(self.arrays, *self.specs[i], self.scale, self.window)
+        t, ys, xs, ph, pw = self.specs[i]
+        return _make_batch(self.arrays, t, ys, xs, ph, pw, self.scale, self.window)
 
 
 def _identity(batch: Batch) -> Batch:
