@@ -9,7 +9,7 @@ overrides when its constructor takes other arguments.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
@@ -35,24 +35,29 @@ class Backbone(nn.Module):
 
     out_channels: int
 
+    @staticmethod
+    def config_options(config: ModelConfig) -> dict[str, Any]:
+        """The keyword options every backbone constructor takes, read from ``config``:
+        ``n_filters``, ``n_blocks``, ``normalization``, ``activation``, ``attention``,
+        ``dropout_rate`` and ``dropout_variant``."""
+        return {
+            "n_filters": config.n_filters,
+            "n_blocks": config.n_blocks,
+            "normalization": config.normalization,
+            "activation": config.activation,
+            "attention": config.attention,
+            "dropout_rate": config.dropout_rate,
+            "dropout_variant": config.dropout_variant,
+        }
+
     @classmethod
     def from_config(cls, config: ModelConfig) -> Backbone:
         """Build the backbone from a :class:`~xr_dl4ds.models.ModelConfig`.
 
-        The default calls ``cls(config.in_channels, n_filters=..., n_blocks=...,
-        normalization=..., activation=..., attention=..., dropout_rate=...,
-        dropout_variant=...)``.
+        The default calls ``cls(config.in_channels, **Backbone.config_options(config))``;
+        override it when the constructor takes other options.
         """
-        return cls(
-            config.in_channels,
-            n_filters=config.n_filters,
-            n_blocks=config.n_blocks,
-            normalization=config.normalization,
-            activation=config.activation,
-            attention=config.attention,
-            dropout_rate=config.dropout_rate,
-            dropout_variant=config.dropout_variant,
-        )
+        return cls(config.in_channels, **cls.config_options(config))
 
 
 class Upsampling(nn.Module):

@@ -12,7 +12,7 @@ from xr_dl4ds.models.dropout import make_dropout
 from xr_dl4ds.models.registry import register_backbone
 
 if TYPE_CHECKING:
-    from xr_dl4ds.models.config import ModelConfig
+    pass
 
 __all__ = ["ConvNetBackbone"]
 
@@ -99,20 +99,6 @@ class ConvNetBackbone(Backbone):
             conv3x3(self.out_channels, self.out_channels),
             make_activation(activation),
             make_dropout(dropout_rate, dropout_variant),
-        )
-
-    @classmethod
-    def from_config(cls, config: ModelConfig) -> ConvNetBackbone:
-        """Build the backbone from a :class:`~xr_dl4ds.models.ModelConfig`."""
-        return cls(
-            config.in_channels,
-            n_filters=config.n_filters,
-            n_blocks=config.n_blocks,
-            normalization=config.normalization,
-            activation=config.activation,
-            attention=config.attention,
-            dropout_rate=config.dropout_rate,
-            dropout_variant=config.dropout_variant,
         )
 
     def forward(self, x: Tensor) -> Tensor:

@@ -11,7 +11,7 @@ from xr_dl4ds.models.blocks import ConvNeXtBlock, TransitionBlock, conv_same
 from xr_dl4ds.models.registry import register_backbone
 
 if TYPE_CHECKING:
-    from xr_dl4ds.models.config import ModelConfig
+    pass
 
 __all__ = ["ConvNeXtBackbone"]
 
@@ -100,20 +100,6 @@ class ConvNeXtBackbone(Backbone):
             )
         )
         self.skip = TransitionBlock(f0, self.out_channels, activation=activation)
-
-    @classmethod
-    def from_config(cls, config: ModelConfig) -> ConvNeXtBackbone:
-        """Build the backbone from a :class:`~xr_dl4ds.models.ModelConfig`."""
-        return cls(
-            config.in_channels,
-            n_filters=config.n_filters,
-            n_blocks=config.n_blocks,
-            normalization=config.normalization,
-            activation=config.activation,
-            attention=config.attention,
-            dropout_rate=config.dropout_rate,
-            dropout_variant=config.dropout_variant,
-        )
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.head(x)

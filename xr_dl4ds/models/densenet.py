@@ -13,7 +13,7 @@ from xr_dl4ds.models.dropout import make_dropout
 from xr_dl4ds.models.registry import register_backbone
 
 if TYPE_CHECKING:
-    from xr_dl4ds.models.config import ModelConfig
+    pass
 
 __all__ = ["DenseNetBackbone"]
 
@@ -109,20 +109,6 @@ class DenseNetBackbone(Backbone):
         )
         self.skip = TransitionBlock(
             f0 + self.out_channels, self.out_channels, activation=activation
-        )
-
-    @classmethod
-    def from_config(cls, config: ModelConfig) -> DenseNetBackbone:
-        """Build the backbone from a :class:`~xr_dl4ds.models.ModelConfig`."""
-        return cls(
-            config.in_channels,
-            n_filters=config.n_filters,
-            n_blocks=config.n_blocks,
-            normalization=config.normalization,
-            activation=config.activation,
-            attention=config.attention,
-            dropout_rate=config.dropout_rate,
-            dropout_variant=config.dropout_variant,
         )
 
     def forward(self, x: Tensor) -> Tensor:

@@ -316,13 +316,7 @@ class UNetBackbone(Backbone):
         ``decoder_upsampling``, ``rc_interpolation`` and ``width_cap``)."""
         return cls(
             config.in_channels,
-            n_filters=config.n_filters,
-            n_blocks=config.n_blocks,
-            normalization=config.normalization,
-            activation=config.activation,
-            attention=config.attention,
-            dropout_rate=config.dropout_rate,
-            dropout_variant=config.dropout_variant,
+            **cls.config_options(config),
             decoder_upsampling=config.decoder_upsampling,
             rc_interpolation=config.rc_interpolation,
             width_cap=config.width_cap,
