@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from xr_dl4ds.testing import synthetic_dataset
 
 # a network small enough to train in about a second on one CPU core
 SMALL_NET = {"n_filters": 4, "n_blocks": 2}
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Run every test with one torch thread. The networks in the tests are tiny, and on a
+    busy 2-core machine two OpenMP threads spin-waiting for a descheduled peer made
+    training steps 5-100x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

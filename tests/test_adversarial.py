@@ -25,14 +25,6 @@ TINY_D = {"n_filters": 4, "n_res_blocks": 1}
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _inputs(cfg: ModelConfig, n: int = 2, h: int = 3, w: int = 2, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     lead = (n, cfg.time_window) if cfg.time_window else (n,)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -39,14 +38,6 @@ CLASSES = {
 VARIANTS = ["vanilla", "gaussian", "spatial", "mcdrop", "mcgaussiandrop", "mcspatialdrop"]
 MC_VARIANTS = {"mcdrop", "mcgaussiandrop", "mcspatialdrop"}
 SMALL = {"n_filters": 4, "n_blocks": 2}
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _config(backbone: str, **options: object) -> ModelConfig:

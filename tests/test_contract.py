@@ -13,14 +13,6 @@ SPATIAL = [(b, u, None) for b, u in valid_combinations()]
 TEMPORAL = [(b, u, 2) for b, u in valid_combinations() if b in list_recurrent_backbones()]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _task(scale: int, window: int | None, seed: int = 0):
     """A learnable target: a smooth nonlinear function of the interpolated coarse field."""
     g = torch.Generator().manual_seed(seed)

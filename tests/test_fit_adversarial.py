@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from conftest import SMALL_NET
 
 from xr_dl4ds.exceptions import ConfigError
 from xr_dl4ds.losses import get_loss
 from xr_dl4ds.metrics import interpolate, rmse
 from xr_dl4ds.testing import synthetic_dataset
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -140,7 +140,8 @@ def test_resume_after_sigkill(hr, tmp_path):
     full = train_small(hr, **options)
     ckpt = tmp_path / "run.ckpt"
     script = textwrap.dedent(f"""
-        import os, signal, sys
+        import os, signal, sys, torch
+        torch.set_num_threads(1)  # as in the test process: same float reductions
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         from conftest import train_small
         from xr_dl4ds.testing import synthetic_dataset

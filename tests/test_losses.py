@@ -181,15 +181,6 @@ def make(shape, seed=0, offset=0.0, dtype=torch.float64, p_masked=0.3):
     return as_t(pred), as_t(target), as_t(mask)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # these tensors are tiny: thread start-up would cost more than the work
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def batch():
     return make((2, 2, 24, 26))

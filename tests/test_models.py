@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -31,16 +30,6 @@ from xr_dl4ds.models.upsampling import SubpixelConvolution, prime_factors
 
 PAIRS = compatible_pairs()
 SCALES = [2, 3, 4]
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    # These nets are tiny; with two OpenMP threads on a busy 2-core machine a step can
-    # take 100x longer (threads spin-wait for a descheduled peer).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _inputs(

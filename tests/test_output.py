@@ -3,8 +3,6 @@ high-resolution training grid, picked by the patch offset)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -16,14 +14,6 @@ from xr_dl4ds.models.output import LocalizedConvBlock, LocallyConnected1x1
 
 GRID = (16, 20)  # high-resolution training grid
 SMALL = {"n_filters": 4, "n_blocks": 1}
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _x(n: int, c: int, h: int, w: int, seed: int = 0) -> torch.Tensor:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -21,15 +19,6 @@ from xr_dl4ds.models.recurrent import (
 BACKBONES = ["convnet", "resnet", "densenet"]
 UPSAMPLINGS = ["spc", "rc", "dc", "pin"]
 SCALES = [2, 3, 4]
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    # tiny nets: two OpenMP threads on a busy 2-core machine only spin-wait
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _net(**options: object) -> SpatioTemporalNet:

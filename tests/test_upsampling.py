@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -32,14 +30,6 @@ from xr_dl4ds.models.upsampling import (
 METHODS = ["spc", "rc", "dc", "pin"]
 SCALES = list(range(2, 11))
 SMALL = {"n_filters": 4, "n_blocks": 1}
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _x(n: int, c: int, h: int, w: int, seed: int = 0) -> torch.Tensor:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 import xarray as xr
 
 import xr_dl4ds
@@ -14,14 +13,6 @@ from xr_dl4ds.models import list_backbones, valid_combinations
 from xr_dl4ds.testing import synthetic_dataset
 
 TINY = {"n_filters": 4, "n_blocks": 2, "device": "cpu", "progress": False, "seed": 0}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
