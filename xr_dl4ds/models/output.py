@@ -287,28 +287,7 @@ class OutputModule(nn.Module):
                 attention=False,
             )
             width += in_channels
-        self.transition = TransitionBlock(width, f0, activation=config.activation)
-        self.refine = ConvBlock(
-            f0,
-            f0,
-            activation=None,
-            normalization=config.normalization,
-            dropout_rate=config.dropout_rate,
-            dropout_variant=config.dropout_variant,
-            attention=True,
-        )
-        self.final = ConvBlock(
-            f0,
-            config.out_channels,
-            activation=None if config.residual else config.output_activation,
-            normalization=None,
-            dropout_rate=0.0,
-            attention=False,
-        )
-        if config.residual:
-            nn.init.zeros_(self.final.conv2.weight)
-            if self.final.conv2.bias is not None:  # always: the block is unnormalised
-                nn.init.zeros_(self.final.conv2.bias)
+        self.transition, self.refine, self.final = output_head(width, f0, config)
 
     def forward(self, x: Tensor, static: Tensor | None = None, offset: Offset = None) -> Tensor:
         """Map high-resolution features ``(N, f, H', W')`` to ``(N, out_channels, H', W')``.
@@ -327,3 +306,39 @@ class OutputModule(nn.Module):
                 )
             x = torch.cat([x, self.static_branch(static)], dim=1)
         return self.final(self.refine(self.transition(x)))
+
+
+def output_head(
+    in_channels: int, mid: int, config: ModelConfig
+) -> tuple[TransitionBlock, ConvBlock, ConvBlock]:
+    """The last blocks of DL4DS's output module (shared by spatial and recurrent nets).
+
+    A 1x1 transition to ``mid`` channels; a conv block to ``n_filters`` channels with
+    channel attention, no activation and the configured dropout; the output conv block to
+    ``out_channels`` channels, unnormalised, whose last convolution starts at zero when
+    ``config.residual`` (so a fresh network returns the interpolation).
+    """
+    f0 = config.n_filters
+    transition = TransitionBlock(in_channels, mid, activation=config.activation)
+    refine = ConvBlock(
+        mid,
+        f0,
+        activation=None,
+        normalization=config.normalization,
+        dropout_rate=config.dropout_rate,
+        dropout_variant=config.dropout_variant,
+        attention=True,
+    )
+    final = ConvBlock(
+        f0,
+        config.out_channels,
+        activation=None if config.residual else config.output_activation,
+        normalization=None,
+        dropout_rate=0.0,
+        attention=False,
+    )
+    if config.residual:
+        nn.init.zeros_(final.conv2.weight)
+        if final.conv2.bias is not None:  # always: the block is unnormalised
+            nn.init.zeros_(final.conv2.bias)
+    return transition, refine, final

@@ -38,13 +38,12 @@ from torch import Tensor, nn
 from xr_dl4ds.exceptions import ConfigError, RegistryError
 from xr_dl4ds.models.blocks import (
     ConvBlock,
-    TransitionBlock,
     make_activation,
     make_normalization,
 )
 from xr_dl4ds.models.config import ModelConfig
 from xr_dl4ds.models.dropout import make_dropout
-from xr_dl4ds.models.output import LocalizedConvBlock, Offset
+from xr_dl4ds.models.output import LocalizedConvBlock, Offset, output_head
 from xr_dl4ds.models.registry import get_upsampling
 from xr_dl4ds.models.upsampling import interpolate
 
@@ -500,27 +499,7 @@ class SpatioTemporalNet(nn.Module):
             )
             width += LocalizedConvBlock.channels
         mid = f0 if upsampling_cls.is_pre else max(1, width // 2)
-        self.transition = TransitionBlock(width, mid, activation=config.activation)
-        self.refine = ConvBlock(
-            mid,
-            f0,
-            activation=None,
-            normalization=config.normalization,
-            dropout_rate=config.dropout_rate,
-            attention=True,
-        )
-        self.final = ConvBlock(
-            f0,
-            config.out_channels,
-            activation=None if config.residual else config.output_activation,
-            normalization=None,
-            dropout_rate=0.0,
-            attention=False,
-        )
-        if config.residual:
-            nn.init.zeros_(self.final.conv2.weight)
-            if self.final.conv2.bias is not None:  # always: the block is unnormalised
-                nn.init.zeros_(self.final.conv2.bias)
+        self.transition, self.refine, self.final = output_head(width, mid, config)
         self.output_activation = (
             make_activation(config.output_activation) if config.residual else nn.Identity()
         )
