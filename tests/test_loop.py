@@ -153,7 +153,7 @@ def test_resume_after_sigkill(hr, tmp_path):
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
-    assert ckpt.exists() and not list(tmp_path.glob(".ckpt.*"))  # no half-written file
+    assert ckpt.exists() and not list(tmp_path.glob(".*.tmp"))  # no half-written file
     resumed = train_small(hr, resume=ckpt, **options)
     assert _same_weights(resumed, full)
 

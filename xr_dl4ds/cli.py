@@ -49,19 +49,6 @@ PROG = "xr-dl4ds"
 SECTIONS = ("data", "fit", "output")
 _DATA_KEYS = ("path", "engine", "chunks", "isel", "sel")
 _OUTPUT_KEYS = ("model", "history")
-# ModelConfig fields that fit() derives from the data, so a config cannot set them
-# (backbone and upsampling are named parameters of fit and are listed from its signature)
-_DERIVED_MODEL_FIELDS = frozenset(
-    {
-        "backbone",
-        "upsampling",
-        "scale",
-        "in_channels",
-        "out_channels",
-        "static_channels",
-        "grid_shape",
-    }
-)
 _NONE_STRINGS = ("none", "null")
 _EMPTY = inspect.Parameter.empty
 
@@ -181,7 +168,7 @@ def _fit_function() -> Callable[..., Any]:
 def fit_options() -> dict[str, FitOption]:
     """Every option of :func:`xr_dl4ds.fit`, read from its signature and from
     :class:`~xr_dl4ds.models.ModelConfig` now (so options added later are included)."""
-    from .models.config import ModelConfig
+    from .models.config import FIT_DERIVED_FIELDS, ModelConfig
 
     fit = _fit_function()
     docs = _param_docs(fit)
@@ -202,7 +189,7 @@ def fit_options() -> dict[str, FitOption]:
         )
     model_docs = _param_docs(ModelConfig)
     for f in dataclasses.fields(ModelConfig):
-        if f.name in _DERIVED_MODEL_FIELDS or f.name in options or not f.init:
+        if f.name in FIT_DERIVED_FIELDS or f.name in options or not f.init:
             continue
         if f.default is not dataclasses.MISSING:
             default = f.default

@@ -424,6 +424,7 @@ def fit(
     from .data.samples import n_windows, patch_shape, random_patches, to_arrays, whole_fields
     from .losses import get_loss
     from .models import ModelConfig, create_model
+    from .models.config import FIT_DERIVED_FIELDS
     from .training.distributed import current_context, dist_requested
     from .training.supervised import (
         LoopOptions,
@@ -485,15 +486,7 @@ def fit(
     dist_ctx = current_context(dev)
     if dist_ctx is not None:
         dev = dist_ctx.device
-    known = {f.name for f in dataclasses.fields(ModelConfig)} - {
-        "backbone",
-        "upsampling",
-        "scale",
-        "in_channels",
-        "out_channels",
-        "static_channels",
-        "grid_shape",  # set from the training grid when localcon=True
-    }
+    known = {f.name for f in dataclasses.fields(ModelConfig)} - FIT_DERIVED_FIELDS
     unknown = sorted(set(model_options) - known)
     if unknown:
         raise ConfigError(

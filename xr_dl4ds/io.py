@@ -138,11 +138,19 @@ def save(model: Downscaler, path: str | os.PathLike[str] | IO[bytes]) -> None:
     if not isinstance(path, (str, os.PathLike)):
         torch.save(payload, path)
         return
+    save_atomic(payload, path)
+
+
+def save_atomic(obj: Any, path: str | os.PathLike[str]) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``:
+    a failed or killed write never leaves a partial file (nor a leftover ``.*.tmp``)."""
+    import torch
+
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
+            torch.save(obj, f)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

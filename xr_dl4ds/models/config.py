@@ -21,6 +21,7 @@ __all__ = [
     "ACTIVATIONS",
     "DECODER_UPSAMPLINGS",
     "DROPOUT_VARIANTS",
+    "FIT_DERIVED_FIELDS",
     "INTERPOLATIONS",
     "NORMALIZATIONS",
     "OUTPUT_ACTIVATIONS",
@@ -44,6 +45,19 @@ DROPOUT_VARIANTS: tuple[str, ...] = (
     "mcdrop",
     "mcgaussiandrop",
     "mcspatialdrop",
+)
+#: Fields that :func:`xr_dl4ds.fit` derives from the data (or names as its own
+#: parameters), so they are not ``**model_options`` of fit nor keys of a CLI config.
+FIT_DERIVED_FIELDS: frozenset[str] = frozenset(
+    {
+        "backbone",
+        "upsampling",
+        "scale",
+        "in_channels",
+        "out_channels",
+        "static_channels",
+        "grid_shape",
+    }
 )
 #: Upsampling used inside the UNet decoder (``decoder_upsampling=``), each by 2.
 DECODER_UPSAMPLINGS: tuple[str, ...] = ("rc", "spc", "dc")

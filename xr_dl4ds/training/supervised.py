@@ -7,7 +7,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -461,16 +460,9 @@ def write_checkpoint(
         "fingerprint": json.dumps(fingerprint or {}, sort_keys=True, default=str),
         "options": json.dumps(options.fingerprint(), sort_keys=True, default=str),
     }
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".ckpt.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from ..io import save_atomic
+
+    save_atomic(state, path)
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
