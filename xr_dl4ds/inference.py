@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import threading
 from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -10,14 +9,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import xarray as xr
 
-from .data.normalization import convert_units, denormalize, normalize
+from .cf import _OUT, assemble_output
+from .data.normalization import convert_units, normalize
 from .data.pairing import _as_dataset, get_time_dim
 from .exceptions import ConfigError, GridError, ScaleError, VariableError
 from .grid import (
     _is_longitude,
     _spacing,
     get_spatial_dims,
-    highres_coords,
     is_periodic,
     locate_subgrid,
 )
@@ -36,7 +35,6 @@ __all__ = ["downscale"]
 _TORCH_LOCK = threading.Lock()
 
 _CHANNEL = "dl4ds_channel"
-_OUT = ("dl4ds_variable", "dl4ds_y", "dl4ds_x")
 
 
 def _resolve_model(model: Downscaler | str | None) -> Downscaler:
@@ -294,24 +292,6 @@ def _apply_windows(
     return xr.DataArray(result, dims=(*lead, tdim, *_OUT), coords=coords)
 
 
-def _history_line(model: Downscaler) -> str:
-    from . import __version__
-
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    c = model.config
-    return (
-        f"{now}: downscaled x{c.scale} with xr_dl4ds {__version__} "
-        f"({c.backbone}+{c.upsampling}, target {', '.join(model.target)})"
-    )
-
-
-def _prepend_history(attrs: Mapping[str, Any], line: str) -> dict[str, Any]:
-    out = dict(attrs)
-    old = out.get("history")
-    out["history"] = f"{line}\n{old}" if old else line
-    return out
-
-
 def downscale(
     obj: T_Xarray,
     model: Downscaler | str | None = None,
@@ -458,58 +438,14 @@ def downscale(
             keep_attrs=True,  # keeps the attrs of non-spatial coords; variable attrs set below
         )
 
-    # high-res coordinates
-    if offset is not None:
-        iy, ix = offset
-        g = model.grid
-        hr_coords = {
-            n: c.variable
-            for n, c in g.highres.isel(
-                {g.y: slice(iy * s, (iy + h) * s), g.x: slice(ix * s, (ix + w) * s)}
-            )
-            .rename({g.y: y, g.x: x})
-            .coords.items()
-        }
-        derived = highres_coords(ds, s, spatial_dims=(y, x))
-        for name, var in derived.items():
-            hr_coords.setdefault(name, var)
-    else:
-        hr_coords = highres_coords(ds, s, spatial_dims=(y, x))
-    mask = None
-    if offset is not None and model.mask is not None:
-        iy, ix = offset
-        mask = model.mask[:, iy * s : (iy + h) * s, ix * s : (ix + w) * s]
-    history = _history_line(model)
-    results = {}
-    for k, n in enumerate(model.target):
-        da = out.isel({_OUT[0]: k}, drop=True).rename({_OUT[1]: y, _OUT[2]: x})
-        da = denormalize(da, model.stats[n])
-        if mask is not None and not mask[k].all():
-            da = da.where(xr.DataArray(mask[k], dims=(y, x)))
-        order = [d for d in template_dims if d in da.dims]
-        da = da.transpose(*order)
-        da = da.assign_coords({c: v for c, v in hr_coords.items()})
-        attrs = dict(ds[n].attrs)
-        if model.stats[n].units is not None:
-            attrs["units"] = model.stats[n].units
-        da.attrs = attrs
-        da.encoding = {}
-        results[n] = da.rename(n)
-
-    gm = model.grid.grid_mapping
-    if is_da:
-        result = results[model.target[0]]
-        result = result.rename(obj.name)
-        result.attrs = _prepend_history(result.attrs, history)
-        if gm and gm in obj.coords:
-            result = result.assign_coords({gm: obj.coords[gm]})
-        elif gm and gm in model.grid.highres.variables:
-            # keep the CF grid mapping with the data, so to_netcdf writes it
-            result = result.assign_coords({gm: model.grid.highres[gm].variable})
-        return result  # type: ignore[return-value]
-    keep = {n: v for n, v in ds.data_vars.items() if not ({y, x} & set(v.dims)) and n not in needed}
-    out_ds = xr.Dataset({**results, **keep}, attrs=_prepend_history(ds.attrs, history))
-    if gm and gm not in out_ds.variables and gm in model.grid.highres.variables:
-        out_ds[gm] = model.grid.highres[gm]
-    out_ds.attrs.setdefault("Conventions", "CF-1.8")
-    return out_ds  # type: ignore[return-value]
+    return assemble_output(
+        out,
+        ds,
+        model,
+        offset=offset,
+        spatial_dims=(y, x),
+        template_dims=template_dims,
+        dataarray_name=obj.name if is_da else None,
+        is_dataarray=is_da,
+        input_coords=obj.coords,
+    )
