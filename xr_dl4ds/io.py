@@ -259,3 +259,13 @@ def dumps(model: Downscaler) -> bytes:
     buf = _io.BytesIO()
     save(model, buf)
     return buf.getvalue()
+
+
+def model_id(model: Downscaler) -> str:
+    """A content hash of the model file: the first 16 hex digits of the SHA-256 of
+    :func:`dumps`. Equal models (same weights, config, statistics, grids) get the same
+    id; it names the model in output provenance and keys the per-process network cache.
+    """
+    import hashlib
+
+    return hashlib.sha256(dumps(model)).hexdigest()[:16]
