@@ -17,6 +17,7 @@ from .grid import coarsen, get_spatial_dims
 from .inference import downscale
 from .io import load
 from .options import get_options, set_options
+from .writing import to_zarr
 
 try:
     __version__ = _version("xr_dl4ds")
@@ -36,5 +37,6 @@ __all__ = [
     "load",
     "pair",
     "set_options",
+    "to_zarr",
     "__version__",
 ]
