@@ -15,7 +15,9 @@ two deliberate changes:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +35,7 @@ __all__ = [
     "LayerNorm2d",
     "ResidualBlock",
     "TransitionBlock",
+    "attention_mean_hook",
     "conv1x1",
     "conv3x3",
     "conv_same",
@@ -169,6 +172,51 @@ def conv1x1(in_channels: int, out_channels: int, *, bias: bool = True) -> nn.Con
     return init_conv_(nn.Conv2d(in_channels, out_channels, 1, bias=bias))
 
 
+#: Signature of the hooks of :func:`attention_mean_hook`: ``hook(module, x)`` returns
+#: the ``(N, C, 1, 1)`` mean that ``module`` (a :class:`ChannelAttention`) uses for ``x``.
+AttentionMeanHook = Callable[["ChannelAttention", Tensor], Tensor]
+
+_MEAN_HOOK: ContextVar[AttentionMeanHook | None] = ContextVar(
+    "xr_dl4ds_attention_mean_hook", default=None
+)
+
+
+@contextlib.contextmanager
+def attention_mean_hook(hook: AttentionMeanHook | None) -> Iterator[None]:
+    """Let ``hook`` give the spatial mean of every :class:`ChannelAttention` in the block.
+
+    Inside the ``with`` block, a channel attention called on ``x`` uses
+    ``hook(module, x)`` (an ``(N, C, 1, 1)`` tensor) instead of
+    ``x.mean(dim=(2, 3), keepdim=True)``. Tiled inference
+    (:mod:`xr_dl4ds.models.tiling`) uses it to apply the mean over the whole domain to
+    each tile, or to freeze the attention to a constant. The hook is held in a
+    :class:`contextvars.ContextVar`, so it applies to the current thread (and asyncio
+    task) only: other threads running the same network are not affected. ``None``
+    restores the default for the block.
+
+    Parameters
+    ----------
+    hook : callable or None
+        ``hook(module, x) -> mean``. It may raise to stop the forward pass.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xr_dl4ds.models.blocks import ChannelAttention, attention_mean_hook
+    >>> att = ChannelAttention(4)
+    >>> x = torch.rand(1, 4, 3, 3)
+    >>> with attention_mean_hook(lambda module, t: t.new_zeros(t.shape[0], t.shape[1], 1, 1)):
+    ...     frozen = att(x)
+    >>> torch.allclose(frozen, x / 2)  # zero biases: the excitation is sigmoid(0) = 1/2
+    True
+    """
+    token = _MEAN_HOOK.set(hook)
+    try:
+        yield
+    finally:
+        _MEAN_HOOK.reset(token)
+
+
 class ChannelAttention(nn.Module):
     """Squeeze-and-excitation channel attention.
 
@@ -176,6 +224,8 @@ class ChannelAttention(nn.Module):
     conv back to ``C`` channels + sigmoid → the input is rescaled channel by channel.
 
     Note the global mean: the output at a pixel depends on the whole field it is given.
+    Inside :func:`attention_mean_hook` the mean is the hook's instead (tiled inference
+    gives every tile the mean over the whole domain).
 
     Parameters
     ----------
@@ -192,7 +242,8 @@ class ChannelAttention(nn.Module):
         self.excite = conv1x1(hidden, channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        w = x.mean(dim=(2, 3), keepdim=True)
+        hook = _MEAN_HOOK.get()
+        w = x.mean(dim=(2, 3), keepdim=True) if hook is None else hook(self, x)
         w = torch.sigmoid(self.excite(F.relu(self.squeeze(w))))
         return x * w
 

@@ -7,6 +7,9 @@ resolution-agnostic: ``(N, C_in, H, W) -> (N, out_channels, H, W)`` for any ``H,
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 import torch
@@ -76,6 +79,13 @@ def unet_levels(height: int, width: int, n_blocks: int) -> int:
     while levels < n_blocks and m > 2 ** (levels + 1):
         levels += 1
     return levels
+
+
+# levels forced by UNetBackbone.fixed_levels, by id() of the backbone; a ContextVar, so
+# that threads sharing one network do not see each other's setting
+_FIXED_LEVELS: ContextVar[Mapping[int, int] | None] = ContextVar(
+    "xr_dl4ds_unet_fixed_levels", default=None
+)
 
 
 class DecoderUpsampling(nn.Module):
@@ -188,13 +198,22 @@ class UNetBackbone(Backbone):
 
     **Any input size.** The number of poolings ``L`` is chosen per input by
     :func:`unet_levels`: ``L = min(N, L_max)`` with ``L_max`` the most halvings that
-    leave at least 2 pixels along the smallest side of the coarsest level. The input is
-    padded (replicated borders, split evenly between the two sides) to a multiple of
-    ``2**L`` and the output is cropped back. Levels ``j >= L`` run without pooling (and
-    their decoder upsampling keeps the size, see :class:`DecoderUpsampling`), so every
-    parameter is used whatever the size. Inputs with ``min(H, W) > 2**n_blocks`` pool
-    at every level; train on patches at least that large so that inference on larger
-    domains runs the same architecture.
+    leave at least 2 pixels along the smallest side of the coarsest level
+    (:meth:`fixed_levels` imposes another ``L``). The input is padded after its last row
+    and column (replicated borders) to a multiple of ``2**L`` and the output is cropped
+    back. Levels ``j >= L`` run without pooling (and their decoder upsampling keeps the
+    size, see :class:`DecoderUpsampling`), so every parameter is used whatever the size.
+    Inputs with ``min(H, W) > 2**n_blocks`` pool at every level; train on patches at
+    least that large so that inference on larger domains runs the same architecture.
+
+    **Tiling.** Padding only after the input anchors the pooling grid at the first row
+    and column: pixel ``i`` of level ``j`` covers input rows ``[i 2**j, (i+1) 2**j)``.
+    A window of a larger field whose first row and column are multiples of ``2**L`` in
+    that field therefore pools on the field's own grid, and with
+    :meth:`fixed_levels` set to the field's ``L`` it computes, away from its cut
+    borders, what the whole field computes (:mod:`xr_dl4ds.models.tiling`). The
+    padded rows and columns count in the spatial mean of the channel attention, as any
+    other pixel.
 
     Unlike DL4DS, the encoder dropout is applied (DL4DS gates it on a level index the
     loop never reaches: bug 4 of the reference report, §5.7), and odd sizes are padded
@@ -241,8 +260,13 @@ class UNetBackbone(Backbone):
     [4, 8, 16, 32]
     >>> net.levels(33, 17)
     3
+    >>> net.padding(33, 17)  # (left, right, top, bottom): to 40 x 24, after the field
+    (0, 7, 0, 7)
     >>> net(torch.zeros(1, 2, 33, 17)).shape
     torch.Size([1, 4, 33, 17])
+    >>> with net.fixed_levels(1):
+    ...     net.levels(33, 17), net.padding(33, 17)
+    (1, (0, 1, 0, 1))
     """
 
     def __init__(
@@ -323,28 +347,74 @@ class UNetBackbone(Backbone):
         )
 
     def levels(self, height: int, width: int) -> int:
-        """Poolings applied to an ``height`` x ``width`` input (:func:`unet_levels`)."""
+        """Poolings applied to an ``height`` x ``width`` input: :func:`unet_levels`, or
+        the number set by :meth:`fixed_levels` inside its ``with`` block."""
+        fixed = _FIXED_LEVELS.get()
+        if fixed is not None and id(self) in fixed:
+            _positive_int("height", height, 1)
+            _positive_int("width", width, 1)
+            return fixed[id(self)]
         return unet_levels(height, width, self.n_blocks)
+
+    @contextlib.contextmanager
+    def fixed_levels(self, levels: int | None) -> Iterator[None]:
+        """Run this backbone with ``levels`` poolings whatever its input size.
+
+        Tiled inference uses it so that every window pools as often as the whole
+        field (``levels = self.levels(H, W)`` of the field). A small input is then
+        padded to a multiple of ``2**levels``. The setting is held in a
+        :class:`contextvars.ContextVar`: it applies to the current thread only, and
+        None restores the default (:func:`unet_levels`) in the block.
+
+        Parameters
+        ----------
+        levels : int or None
+            In ``[0, n_blocks]``.
+
+        Raises
+        ------
+        ConfigError
+            ``levels`` is not an integer in ``[0, n_blocks]``.
+        """
+        if levels is not None and (
+            isinstance(levels, bool)
+            or not isinstance(levels, int)
+            or not 0 <= levels <= self.n_blocks
+        ):
+            raise ConfigError(
+                f"UNetBackbone.fixed_levels: invalid levels={levels!r}. Allowed: None or "
+                f"an integer in [0, n_blocks={self.n_blocks}]. Fix: pass "
+                "self.levels(H, W) of the whole field."
+            )
+        fixed = dict(_FIXED_LEVELS.get() or {})
+        if levels is None:
+            fixed.pop(id(self), None)
+        else:
+            fixed[id(self)] = levels
+        token = _FIXED_LEVELS.set(fixed)
+        try:
+            yield
+        finally:
+            _FIXED_LEVELS.reset(token)
 
     def padding(self, height: int, width: int) -> tuple[int, int, int, int]:
         """Replicated padding ``(left, right, top, bottom)`` of an input of this size.
 
-        Brings both sides to the next multiple of ``2**levels(height, width)``; the
-        extra pixels are split between the two sides (one more after than before when
-        odd).
+        Brings both sides to the next multiple of ``2**levels(height, width)``, all of
+        it after the last row and column (``left = top = 0``), so that the pooling grid
+        starts at the first row and column whatever the size.
         """
         step = 2 ** self.levels(height, width)
-        ph, pw = (-height) % step, (-width) % step
-        return (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
+        return (0, (-width) % step, 0, (-height) % step)
 
     def forward(self, x: Tensor) -> Tensor:
         h, w = int(x.shape[-2]), int(x.shape[-1])
-        left, right, top, bottom = pad = self.padding(h, w)
+        pad = self.padding(h, w)
         if any(pad):
             x = F.pad(x, pad, mode="replicate")
         y = self.forward_aligned(x, self.levels(h, w))
         if any(pad):
-            y = y[..., top : top + h, left : left + w]
+            y = y[..., :h, :w]
         return y
 
     def forward_aligned(self, x: Tensor, levels: int) -> Tensor:
