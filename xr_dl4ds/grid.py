@@ -30,7 +30,9 @@ __all__ = [
     "trim_to_scale",
     "coarsen",
     "refine_coords",
+    "refine_bounds",
     "highres_coords",
+    "highres_bounds",
     "is_periodic",
     "locate_subgrid",
     "T_Xarray",
@@ -268,7 +270,7 @@ def coarsen(
     --------
     >>> from xr_dl4ds.testing import synthetic_dataset
     >>> hr = synthetic_dataset(ny=32, nx=48)
-    >>> dict(coarsen(hr, 4).sizes)
+    >>> dict(coarsen(hr, 4)["tas"].sizes)
     {'time': 8, 'lat': 8, 'lon': 12}
     """
     scale = check_scale(scale)
@@ -360,6 +362,134 @@ def refine_coords(
     return out
 
 
+def refine_bounds(bounds: Any, scale: int) -> Any:
+    """High-resolution cell bounds: each coarse cell split into ``scale`` equal sub-cells.
+
+    Exact under the block-mean convention of :func:`coarsen`: the ``scale`` fine cells of
+    a coarse cell tile it, so a coarse cell ``[lo, hi]`` becomes ``[lo, lo + d]``,
+    ``[lo + d, lo + 2d]``, ... ``[hi - d, hi]`` with ``d = (hi - lo) / scale``. The fine
+    cells come in the order of the coarse ones (ascending or descending); each keeps the
+    column order of its coarse cell (``bounds[i, 0]`` is on the side of the previous
+    cell, or the other way round, as in the input). Works on numpy and dask arrays
+    (lazily).
+
+    Parameters
+    ----------
+    bounds : array of shape (n, 2)
+        CF bounds of a 1-D coordinate (the vertex dimension last).
+    scale : int
+        Refinement factor (>= 2).
+
+    Returns
+    -------
+    array of shape (n * scale, 2)
+
+    Examples
+    --------
+    >>> refine_bounds(np.array([[30.0, 40.0], [40.0, 50.0]]), 2)
+    array([[30., 35.],
+           [35., 40.],
+           [40., 45.],
+           [45., 50.]])
+    >>> refine_bounds(np.array([[50.0, 40.0], [40.0, 30.0]]), 2)  # descending
+    array([[50., 45.],
+           [45., 40.],
+           [40., 35.],
+           [35., 30.]])
+    """
+    scale = check_scale(scale)
+    if bounds.ndim != 2 or bounds.shape[1] != 2:
+        raise GridError(
+            f"Cell bounds must have the shape (n, 2) (vertex dimension last), got "
+            f"{tuple(bounds.shape)}."
+        )
+    n = bounds.shape[0]
+    b0, b1 = bounds[:, 0], bounds[:, 1]
+    # the direction of the grid: the side of each cell that comes first along the dim
+    if n > 1:
+        first = b0[:1] + b1[:1]
+        last = b0[-1:] + b1[-1:]
+        ascending = last >= first  # (1,) array: stays lazy for dask
+    else:
+        ascending = b1 >= b0
+    b0_first = (b1 >= b0) == ascending
+    start = np.where(b0_first, b0, b1)[:, None]
+    end = np.where(b0_first, b1, b0)[:, None]
+    frac = np.arange(scale + 1, dtype=np.float64) / scale
+    points = start + (end - start) * frac[None, :-1]  # (n, scale): sub-cell starts
+    nxt = np.concatenate([points[:, 1:], end], axis=1)  # (n, scale): sub-cell ends
+    flip = ~b0_first[:, None]
+    col0 = np.where(flip, nxt, points)
+    col1 = np.where(flip, points, nxt)
+    out = np.stack([col0, col1], axis=-1).reshape((n * scale, 2))
+    return out.astype(bounds.dtype) if bounds.dtype.kind == "f" else out
+
+
+def _bounds_name(var: xr.Variable | xr.DataArray) -> Hashable | None:
+    """The name in the CF ``bounds`` attribute (or encoding) of a coordinate."""
+    name = var.attrs.get("bounds") or var.encoding.get("bounds")
+    return name if isinstance(name, str) and name else None
+
+
+def _refine_variable(
+    var: xr.Variable, scale: int, sdims: Sequence[Hashable], longitude: bool
+) -> xr.Variable:
+    """Refine a coordinate variable along its spatial dims; dask data stays lazy."""
+
+    def refine(values: np.ndarray) -> np.ndarray:
+        for d in sdims:
+            values = refine_coords(values, scale, axis=var.dims.index(d), longitude=longitude)
+        return values
+
+    if var.chunks is None:
+        data: Any = refine(np.asarray(var.values))
+    else:
+        whole = var.data.rechunk(-1)
+        dtype = whole.dtype if whole.dtype.kind == "f" else np.float64
+        chunks = tuple(
+            (n * scale,) if d in sdims else (n,) for d, n in zip(var.dims, var.shape, strict=True)
+        )
+        data = whole.map_blocks(refine, chunks=chunks, dtype=dtype)
+    return xr.Variable(var.dims, data, attrs=var.attrs)
+
+
+def highres_bounds(
+    obj: xr.DataArray | xr.Dataset,
+    scale: int,
+    *,
+    spatial_dims: Sequence[Hashable] | Mapping[str, Hashable] | None = None,
+) -> dict[Hashable, xr.Variable]:
+    """The high-resolution CF bounds of the 1-D spatial coordinates of ``obj``.
+
+    For each dimension coordinate along a spatial dim whose ``bounds`` attribute (or
+    encoding) names an ``(n, 2)`` variable of ``obj`` (a coordinate or, in a Dataset, a
+    data variable), the bounds split exactly by :func:`refine_bounds`, under the same
+    name and with the same attrs. Dask data stays lazy.
+    """
+    scale = check_scale(scale)
+    ydim, xdim = get_spatial_dims(obj, spatial_dims)
+    variables: Mapping[Hashable, xr.Variable] = (
+        obj.coords.variables if isinstance(obj, xr.DataArray) else obj.variables
+    )
+    out: dict[Hashable, xr.Variable] = {}
+    for dim in (ydim, xdim):
+        if dim not in obj.coords:
+            continue
+        name = _bounds_name(obj[dim])
+        if name is None or name not in variables:
+            continue
+        b = variables[name]
+        if b.ndim != 2 or dim not in b.dims:
+            continue
+        vdim = next(d for d in b.dims if d != dim)
+        if b.sizes[vdim] != 2:
+            continue
+        b = b.transpose(dim, vdim)
+        data = refine_bounds(b.data, scale)
+        out[name] = xr.Variable((dim, vdim), data, attrs=b.attrs)
+    return out
+
+
 def highres_coords(
     obj: xr.DataArray | xr.Dataset,
     scale: int,
@@ -370,20 +500,38 @@ def highres_coords(
 
     1-D dimension coordinates and 2-D auxiliary coordinates (e.g. ``lat(rlat, rlon)``
     of a rotated-pole grid) are refined with :func:`refine_coords`; attrs are kept.
-    Coordinates without spatial dims are not returned.
+    Coordinates that are CF bounds of a 1-D spatial coordinate (``lat_bounds(lat, 2)``)
+    are split exactly with :func:`refine_bounds`; other bounds with spatial dims (the
+    vertices of 2-D auxiliary coordinates) are left out, and their coordinate loses its
+    ``bounds`` attribute. Coordinates without spatial dims are not returned. Dask-backed
+    coordinates stay lazy.
+
+    Examples
+    --------
+    >>> from xr_dl4ds.testing import synthetic_dataarray
+    >>> coarse = synthetic_dataarray(ny=8, nx=8).dl4ds.coarsen(scale=4)
+    >>> highres_coords(coarse, 4)["lat"].values
+    array([32.5, 37.5, 42.5, 47.5, 52.5, 57.5, 62.5, 67.5])
     """
     scale = check_scale(scale)
     ydim, xdim = get_spatial_dims(obj, spatial_dims)
+    bounds = highres_bounds(obj, scale, spatial_dims=(ydim, xdim))
+    bounds_of = {n: _bounds_name(c) for n, c in obj.coords.items()}
+    all_bounds = {b for b in bounds_of.values() if b is not None}
     out: dict[Hashable, xr.Variable] = {}
     for name, coord in obj.coords.items():
         sdims = [d for d in coord.dims if d in (ydim, xdim)]
         if not sdims:
             continue
-        values = np.asarray(coord.values)
-        lon = _is_longitude(coord)
-        for d in sdims:
-            values = refine_coords(values, scale, axis=coord.dims.index(d), longitude=lon)
-        out[name] = xr.Variable(coord.dims, values, attrs=coord.attrs)
+        if name in all_bounds:
+            if name in bounds:
+                out[name] = bounds[name]
+            continue
+        out[name] = _refine_variable(coord.variable, scale, sdims, _is_longitude(coord))
+    for name, var in out.items():
+        b = bounds_of.get(name)
+        if b is not None and b in obj.coords and b not in out:
+            var.attrs = {k: v for k, v in var.attrs.items() if k != "bounds"}
     return out
 
 

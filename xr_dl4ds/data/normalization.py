@@ -14,7 +14,15 @@ import xarray as xr
 
 from ..exceptions import DataError, UnitsError
 
-__all__ = ["VariableStats", "compute_stats", "normalize", "denormalize", "convert_units"]
+__all__ = [
+    "UNIT_CONTEXTS",
+    "VariableStats",
+    "compute_stats",
+    "convert_units",
+    "denormalize",
+    "normalize",
+    "unit_conversion",
+]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -80,36 +88,109 @@ def denormalize(da: xr.DataArray, stats: VariableStats) -> xr.DataArray:
     return (da * stats.std + stats.mean).astype(np.float32)
 
 
+#: Declared conversions between quantities of different dimensions (pint contexts),
+#: for ``convert_units(..., context=...)`` and ``downscale(..., units_context=...)``.
+UNIT_CONTEXTS: dict[str, str] = {
+    "hydro": (
+        "liquid water at 1000 kg m-3: mass flux <-> rate (kg m-2 s-1 <-> mm/day) and "
+        "mass per area <-> depth (kg m-2 <-> mm)"
+    ),
+}
+
+_WATER_DENSITY = "1000 kg m-3"
+
+
 @functools.lru_cache(maxsize=1)
 def _registry() -> Any:
+    import pint
     from cf_xarray.units import units  # pint registry that understands CF unit strings
 
+    if "hydro" not in units._contexts:
+        ctx = pint.Context("hydro")
+        rho: Any = units.Quantity(_WATER_DENSITY)
+
+        def to_depth(ureg: Any, value: Any, **kwargs: Any) -> Any:
+            return value / rho
+
+        def to_mass(ureg: Any, value: Any, **kwargs: Any) -> Any:
+            return value * rho
+
+        for mass, depth in (
+            ("[mass] / [length] ** 2 / [time]", "[length] / [time]"),
+            ("[mass] / [length] ** 2", "[length]"),
+        ):
+            ctx.add_transformation(mass, depth, to_depth)
+            ctx.add_transformation(depth, mass, to_mass)
+        units.add_context(ctx)
     return units
 
 
+def _check_context(context: str | None) -> None:
+    if context is not None and context not in UNIT_CONTEXTS:
+        raise UnitsError(
+            f"Unknown units context {context!r}. Declared conversions: "
+            + "; ".join(f"{k!r} ({v})" for k, v in UNIT_CONTEXTS.items())
+            + "."
+        )
+
+
 @functools.lru_cache(maxsize=256)
-def unit_conversion(from_units: str, to_units: str) -> tuple[float, float]:
-    """``(factor, offset)`` such that ``value_in_to = factor * value_in_from + offset``."""
+def unit_conversion(
+    from_units: str, to_units: str, context: str | None = None
+) -> tuple[float, float]:
+    """``(factor, offset)`` such that ``value_in_to = factor * value_in_from + offset``.
+
+    ``context`` names a declared conversion between different dimensions (see
+    :data:`UNIT_CONTEXTS`), e.g. ``"hydro"`` for precipitation in ``kg m-2 s-1`` and
+    ``mm/day``.
+
+    Examples
+    --------
+    >>> unit_conversion("degC", "K")
+    (1.0, 273.15)
+    >>> factor, offset = unit_conversion("kg m-2 s-1", "mm/day", context="hydro")
+    >>> round(factor, 6), offset
+    (86400.0, 0.0)
+    """
+    _check_context(context)
     ureg = _registry()
+    contexts = () if context is None else (context,)
     try:
-        q0 = ureg.Quantity(0.0, from_units).to(to_units).magnitude
-        q1 = ureg.Quantity(1.0, from_units).to(to_units).magnitude
+        with ureg.context(*contexts):
+            q0 = ureg.Quantity(0.0, from_units).to(to_units).magnitude
+            q1 = ureg.Quantity(1.0, from_units).to(to_units).magnitude
     except Exception as err:  # pint raises several types: undefined, dimensionality...
+        hint = ""
+        if context is None:
+            try:
+                with ureg.context("hydro"):
+                    ureg.Quantity(1.0, from_units).to(to_units)
+                hint = (
+                    " If this is liquid water (precipitation, runoff), declare the conversion "
+                    "with units_context='hydro' (density 1000 kg m-3)."
+                )
+            except Exception:
+                hint = ""
         raise UnitsError(
             f"Cannot convert units {from_units!r} to {to_units!r}: {err}. The input must be "
             f"in units convertible to {to_units!r} (the units the model was trained with); "
-            "fix the 'units' attribute of the input."
+            f"fix the 'units' attribute of the input.{hint}"
         ) from None
     return float(q1 - q0), float(q0)
 
 
 def convert_units(
-    da: xr.DataArray, to_units: str | None, *, name: Hashable | None = None
+    da: xr.DataArray,
+    to_units: str | None,
+    *,
+    name: Hashable | None = None,
+    context: str | None = None,
 ) -> xr.DataArray:
     """Convert ``da`` to ``to_units`` with pint, lazily (a scalar factor and offset).
 
     Returns ``da`` unchanged when the units are equal or the model has no units. The
-    result's ``units`` attribute is set to ``to_units``.
+    result's ``units`` attribute is set to ``to_units``. ``context`` declares a conversion
+    between different dimensions (:data:`UNIT_CONTEXTS`, e.g. ``"hydro"``).
     """
     name = da.name if name is None else name
     if to_units is None:
@@ -122,7 +203,7 @@ def convert_units(
         )
     if from_units == to_units:
         return da
-    factor, offset = unit_conversion(str(from_units), str(to_units))
+    factor, offset = unit_conversion(str(from_units), str(to_units), context)
     if factor == 1.0 and offset == 0.0:
         out = da.copy(deep=False)
     else:
