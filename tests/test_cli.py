@@ -7,6 +7,7 @@ import inspect
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -324,6 +325,18 @@ def test_downscale(files, tmp_path, ext):
     assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # no temporary left
 
 
+def test_downscale_progress_in_a_batch_log(files, tmp_path, capsys):
+    # stderr is not a terminal here: the bar is drawn at most every 10 s, its final
+    # state is written, and the command does not wait for the next draw to end
+    start = time.monotonic()
+    assert (
+        run_cli("downscale", files["model"], files["lr"], tmp_path / "f.nc", "--device", "cpu") == 0
+    )
+    assert time.monotonic() - start < 8
+    err = capsys.readouterr().err
+    assert err.count("% Completed") <= 2 and "100% Completed" in err
+
+
 def test_downscale_coarsen_first(files, tmp_path):
     out = tmp_path / "pp.nc"
     args = ["--coarsen", "--chunks", "time=4", "--no-progress", "--device", "cpu"]
@@ -385,6 +398,343 @@ def test_downscale_bad_chunks(files, tmp_path, capsys):
     assert run_cli("downscale", files["model"], files["lr"], out, "--chunks", "member=2") == 2
     assert "not dimensions of the input" in capsys.readouterr().err
     assert not out.exists()
+
+
+# -- downscale at scale: tiles, ensembles, samples, static fields, resume, scheduler ----------
+
+CPU = ("--no-progress", "--device", "cpu")
+
+
+@pytest.fixture(scope="module")
+def mc_model(files):
+    """A small model with Monte-Carlo dropout, trained on the same data as files["model"]."""
+    hr = xr.open_dataset(files["hr"]).load()
+    model = xr_dl4ds.fit(
+        hr,
+        scale=4,
+        static=["orog", "sftlf"],
+        epochs=1,
+        patch_size=16,
+        batch_size=4,
+        steps_per_epoch=2,
+        n_filters=4,
+        n_blocks=2,
+        dropout_rate=0.2,
+        dropout_variant="mcdrop",
+        progress=False,
+        device="cpu",
+        seed=1,
+    )
+    path = files["model"].parent / "mc.dl4ds"
+    model.save(path)
+    return path
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """The keyword arguments of every call of xr_dl4ds.downscale by the command."""
+    calls = []
+    original = xr_dl4ds.downscale
+
+    def downscale(obj, model, **kwargs):
+        calls.append({"model": model, **kwargs})
+        return original(obj, model, **kwargs)
+
+    monkeypatch.setattr(xr_dl4ds, "downscale", downscale)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("args", "tile", "halo"),
+    [
+        (["--tile", "3"], 3, None),
+        (
+            ["--tile", "lat=3,lon=5", "--halo", "lat=9", "--halo", "lon=9"],
+            {"lat": 3, "lon": 5},
+            {"lat": 9, "lon": 9},
+        ),
+        (["--tile", "lat=-1,lon=4"], {"lat": -1, "lon": 4}, None),
+    ],
+)
+def test_downscale_tile_halo(files, tmp_path, spy, args, tile, halo):
+    out = tmp_path / "fine.nc"
+    assert run_cli("downscale", files["model"], files["lr"], out, *args, *CPU) == 0
+    assert spy[0]["tile"] == tile and spy[0]["halo"] == halo
+    with xr.open_dataset(out) as actual:
+        expected = _expected(files)
+        assert abs(actual["tas"] - expected["tas"]).max() < 1e-4  # K
+        assert actual.sizes == expected.sizes
+
+
+def test_downscale_batch_size_device_reach_downscale(files, tmp_path, spy):
+    out = tmp_path / "fine.nc"
+    args = ["--batch-size", "2", "--device", "cpu", "--no-progress"]
+    assert run_cli("downscale", files["model"], files["lr"], out, *args) == 0
+    assert spy[0]["batch_size"] == 2 and spy[0]["device"] == "cpu"
+    assert spy[0]["samples"] is None and spy[0]["static"] is None and spy[0]["seed"] == 0
+
+
+def test_downscale_samples(files, mc_model, tmp_path, spy):
+    out = tmp_path / "mc.zarr"
+    args = ["--samples", "3", "--seed", "5", *CPU]
+    assert run_cli("downscale", mc_model, files["lr"], out, *args) == 0
+    assert spy[0]["samples"] == 3 and spy[0]["seed"] == 5
+    with xr.open_zarr(out) as actual, xr.open_dataset(files["lr"]) as lr:
+        assert actual.sizes == {"realization": 3, "time": 6, "lat": 32, "lon": 48}
+        expected = xr_dl4ds.downscale(lr[["tas"]], mc_model, samples=3, seed=5, device="cpu")
+        xr.testing.assert_allclose(actual["tas"], expected["tas"].compute(), atol=1e-4)
+        members = actual["tas"].values
+        assert not np.allclose(members[0], members[1])  # different samples
+
+
+def test_downscale_samples_need_mc_dropout(files, tmp_path, capsys):
+    out = tmp_path / "fine.nc"
+    assert run_cli("downscale", files["model"], files["lr"], out, "--samples", "2", *CPU) == 2
+    err = capsys.readouterr().err
+    assert "needs Monte-Carlo dropout" in err
+    assert "samples= is --samples N" in err and "several MODEL files" in err
+    assert not out.exists()
+
+
+def test_downscale_ensemble(files, mc_model, tmp_path, spy, capsys):
+    out = tmp_path / "ens.nc"
+    models = f"{files['model']},{mc_model}"
+    assert run_cli("downscale", models, files["lr"], out, *CPU) == 0
+    assert len(spy[0]["model"]) == 2
+    assert "ensemble of 2 models" in capsys.readouterr().err
+    with xr.open_dataset(out) as actual:
+        assert actual.sizes == {"realization": 2, "time": 6, "lat": 32, "lon": 48}
+        ids = [xr_dl4ds.io.model_id(xr_dl4ds.load(p)) for p in (files["model"], mc_model)]
+        assert list(actual["model_id"].values) == ids  # in the order given
+        xr.testing.assert_allclose(
+            actual["tas"].isel(realization=0, drop=True),
+            _expected(files)["tas"],
+            atol=1e-4,
+        )
+    # a glob: the same members, sorted (mc.dl4ds, model.dl4ds)
+    out2 = tmp_path / "ens2.nc"
+    pattern = files["model"].parent / "m*.dl4ds"
+    assert run_cli("downscale", pattern, files["lr"], out2, *CPU) == 0
+    with xr.open_dataset(out) as a, xr.open_dataset(out2) as b:
+        xr.testing.assert_allclose(
+            a["tas"].isel(realization=0, drop=True), b["tas"].isel(realization=1, drop=True)
+        )
+
+
+def test_downscale_static_new_domain(files, tmp_path, capsys):
+    # the same fields 100 degrees further east: off the training grid, so the static
+    # fields of that domain are needed
+    shifted_lr, shifted_hr = tmp_path / "lr_east.nc", tmp_path / "static_east.nc"
+    with xr.open_dataset(files["lr"]) as lr, xr.open_dataset(files["hr"]) as hr:
+        lr.assign_coords(lon=lr.lon + 100).to_netcdf(shifted_lr)
+        hr[["orog", "sftlf"]].assign_coords(lon=hr.lon + 100).to_netcdf(shifted_hr)
+    out = tmp_path / "east.nc"
+    assert run_cli("downscale", files["model"], shifted_lr, out, *CPU) == 2
+    assert "static= is --static FILE" in capsys.readouterr().err
+    assert not out.exists()
+    assert run_cli("downscale", files["model"], shifted_lr, out, "--static", shifted_hr, *CPU) == 0
+    with xr.open_dataset(out) as actual:
+        expected = _expected(files)
+        np.testing.assert_allclose(actual["tas"].values, expected["tas"].values, atol=1e-4)
+        np.testing.assert_allclose(actual["lon"].values, expected["lon"].values + 100)
+    assert (
+        run_cli(
+            "downscale",
+            files["model"],
+            shifted_lr,
+            tmp_path / "x.nc",
+            "--static",
+            tmp_path / "no.nc",
+        )
+        == 2
+    )
+    assert "--static: " in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")  # zarr 3
+def test_downscale_resume(files, tmp_path, monkeypatch, capsys):
+    args = ["--chunks", "time=2", *CPU]  # 3 chunks along time
+    reference = tmp_path / "reference.zarr"
+    assert run_cli("downscale", files["model"], files["lr"], reference, *args) == 0
+    out = tmp_path / "fine.zarr"
+
+    original = xr_dl4ds.writing.to_zarr
+
+    def interrupted(*a, **k):
+        def stop(i, region):
+            raise KeyboardInterrupt  # the job is killed after its first region
+
+        return original(*a, **k, chunks_per_region=1, on_region=stop)
+
+    monkeypatch.setattr(xr_dl4ds.writing, "to_zarr", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_cli("downscale", files["model"], files["lr"], out, *args)
+    monkeypatch.setattr(xr_dl4ds.writing, "to_zarr", original)
+    assert not xr_dl4ds.writing.is_complete(out)
+
+    # without --resume: refused, and the message says how to go on
+    assert run_cli("downscale", files["model"], files["lr"], out, *args) == 2
+    assert "incomplete store left by an interrupted run. Pass --resume" in capsys.readouterr().err
+
+    # another layout cannot resume it
+    assert run_cli("downscale", files["model"], files["lr"], out, "--resume", *CPU) == 2
+    err = capsys.readouterr().err
+    assert "cannot be resumed" in err and "rerun with the MODEL, INPUT and options" in err
+
+    assert run_cli("downscale", files["model"], files["lr"], out, "--resume", *args) == 0
+    assert "resumed: 1 of 3 chunks were already written" in capsys.readouterr().out
+    assert xr_dl4ds.writing.is_complete(out)
+    with xr.open_zarr(out) as actual, xr.open_zarr(reference) as expected:
+        xr.testing.assert_identical(actual.drop_attrs(deep=False), expected.drop_attrs(deep=False))
+        xr.testing.assert_allclose(actual, _expected(files))
+
+    assert run_cli("downscale", files["model"], files["lr"], out, "--resume", *args) == 0
+    assert "is already complete; nothing to do" in capsys.readouterr().out
+    # --resume on a missing store starts it
+    new = tmp_path / "new.zarr"
+    assert run_cli("downscale", files["model"], files["lr"], new, "--resume", *args) == 0
+    assert xr_dl4ds.writing.is_complete(new)
+
+
+def test_downscale_resume_netcdf_is_an_error(files, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(xr_dl4ds, "load", _must_not_run)
+    out = tmp_path / "fine.nc"
+    assert run_cli("downscale", files["model"], files["lr"], out, "--resume") == 2
+    err = capsys.readouterr().err
+    assert "--resume works only for zarr outputs" in err and "'" + str(out) + "' is netCDF" in err
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(SystemExit) as exc:
+        run_cli(
+            "downscale", files["model"], files["lr"], tmp_path / "f.zarr", "--resume", "--overwrite"
+        )
+    assert exc.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def local_cluster():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+    ) as cluster:
+        yield cluster
+
+
+@pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")  # zarr 3
+def test_downscale_scheduler(files, tmp_path, local_cluster, capsys):
+    from distributed import Client
+
+    out = tmp_path / "fine.zarr"
+    address = local_cluster.scheduler_address
+    args = ["--chunks", "time=2", "--device", "cpu", "--scheduler", address]
+    assert run_cli("downscale", files["model"], files["lr"], out, *args) == 0
+    assert (
+        f"computing on the dask scheduler {address} (1 workers, 2 threads"
+        in capsys.readouterr().err
+    )
+    with xr.open_zarr(out) as actual:
+        xr.testing.assert_allclose(actual, _expected(files))
+    # netCDF through a scheduler file, with distributed's progress bar
+    scheduler_file = tmp_path / "scheduler.json"
+    with Client(address) as client:
+        client.write_scheduler_file(str(scheduler_file))
+    out = tmp_path / "fine.nc"
+    args = ["--device", "cpu", "--progress", "--scheduler-file", scheduler_file]
+    assert run_cli("downscale", files["model"], files["lr"], out, *args) == 0
+    assert "100% Completed" in capsys.readouterr().err
+    with xr.open_dataset(out) as actual:
+        xr.testing.assert_allclose(actual, _expected(files))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fine.nc", "fine.zarr", "scheduler.json"]
+
+
+def test_downscale_bad_scheduler(files, tmp_path, capsys):
+    pytest.importorskip("distributed")
+    out = tmp_path / "fine.nc"
+    assert run_cli("downscale", files["model"], files["lr"], out, "--scheduler", "node1") == 2
+    err = capsys.readouterr().err
+    assert "--scheduler: could not connect to the dask scheduler at node1" in err
+    assert "tcp://HOST:8786" in err
+    missing = tmp_path / "scheduler.json"
+    assert run_cli("downscale", files["model"], files["lr"], out, "--scheduler-file", missing) == 2
+    assert "--scheduler-file" in capsys.readouterr().err
+    assert sorted(tmp_path.iterdir()) == []
+
+
+def _must_not_run(*args, **kwargs):
+    raise AssertionError("an expensive step ran before the options were checked")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--tile", "big"], "--tile 'big': 'big' is not an integer; expected N or DIM=N"),
+        (["--tile", "lat="], "--tile 'lat=': expected N or DIM=N[,DIM=N]"),
+        (["--tile", "=4"], "--tile '=4': expected N or DIM=N"),
+        (["--tile", "0"], "--tile '0': 0 is too small"),
+        (["--tile", "4,lat=4"], "--tile mixes a size for both spatial dims (4) with sizes per dim"),
+        (["--tile", "lat=4", "--tile", "lat=8"], "--tile gives two sizes for 'lat' (4 and 8)"),
+        (["--halo", "-1"], "--halo '-1': -1 is too small; expected N or DIM=N"),
+        (["--halo", "lat=two"], "--halo 'lat=two': 'two' is not an integer"),
+    ],
+)
+def test_downscale_bad_tile_syntax(files, tmp_path, capsys, monkeypatch, args, expected):
+    monkeypatch.setattr(xr_dl4ds, "load", _must_not_run)  # raised before the model is read
+    out = tmp_path / "fine.nc"
+    assert run_cli("downscale", files["model"], files["lr"], out, *args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"xr-dl4ds: error: {expected}"), err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["--tile", "time=4"],
+            "--tile names ['time'], which are not spatial dimensions of the input",
+        ),
+        (["--halo", "y=4"], "--halo names ['y'], which are not dimensions of the input"),
+    ],
+)
+def test_downscale_tile_dims(files, tmp_path, capsys, args, expected):
+    out = tmp_path / "fine.nc"
+    assert run_cli("downscale", files["model"], files["lr"], out, *args, *CPU) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "e.g. " + args[0] + " lat=64,lon=64" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("{m},,{m}", "has an empty item"),
+        ("{m},{m}", "names the model file"),
+        ("{m},missing.dl4ds", "MODEL 'missing.dl4ds' (in MODEL"),
+        ("{d}/none_*.dl4ds", "MODEL: no file matches"),
+    ],
+)
+def test_downscale_bad_model_list(files, tmp_path, capsys, monkeypatch, model, expected):
+    monkeypatch.setattr(xr_dl4ds, "load", _must_not_run)
+    text = model.format(m=files["model"], d=files["model"].parent)
+    assert run_cli("downscale", text, files["lr"], tmp_path / "fine.nc") == 2
+    assert expected in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--samples", "0"], "argument --samples: expected an integer >= 1, got '0'"),
+        (["--batch-size", "x"], "argument --batch-size: expected an integer >= 1, got 'x'"),
+        (["--seed", "-3"], "argument --seed: expected an integer >= 0, got '-3'"),
+        (["--scheduler", "a", "--scheduler-file", "b"], "not allowed with argument"),
+    ],
+)
+def test_downscale_bad_arguments(files, tmp_path, capsys, args, expected):
+    with pytest.raises(SystemExit) as exc:
+        run_cli("downscale", files["model"], files["lr"], tmp_path / "fine.nc", *args)
+    assert exc.value.code == 2
+    assert expected in capsys.readouterr().err
 
 
 # -- help and version ---------------------------------------------------------------------

@@ -8,8 +8,11 @@ model and its training history). The valid ``[fit]`` keys are read from the sign
 command runs, so options added to ``fit`` later work here without touching this module.
 
 ``xr-dl4ds downscale MODEL INPUT OUTPUT`` downscales a netCDF file or a zarr store lazily,
-chunk by chunk, and writes the result atomically (a failure never leaves a partial
-OUTPUT).
+chunk by chunk (tile by tile with ``--tile``; with an ensemble of models or Monte-Carlo
+samples; on a dask.distributed cluster with ``--scheduler``). A netCDF OUTPUT is written
+atomically (a failure never leaves a partial file); a zarr OUTPUT is written region by
+region with :func:`xr_dl4ds.to_zarr`, marked incomplete until it is finished, and an
+interrupted run is finished with ``--resume``.
 
 Errors of xr_dl4ds (:class:`~xr_dl4ds.DL4DSError`, configuration errors included) are
 printed as ``xr-dl4ds: error: <message>`` and exit with status 2; anything else is a bug
@@ -33,11 +36,12 @@ import re
 import shutil
 import sys
 import textwrap
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import xarray as xr
 
@@ -576,12 +580,30 @@ def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _check_output(path: str | os.PathLike[str], overwrite: bool, what: str) -> None:
-    if os.path.lexists(path) and not overwrite:
-        raise ConfigError(
-            f"{what} {os.fspath(path)!r} already exists. Pass --overwrite to replace it, "
-            "or choose another path."
-        )
+def _check_output(
+    path: str | os.PathLike[str], overwrite: bool, what: str, *, resume: bool = False
+) -> None:
+    """Refuse an existing output unless ``overwrite`` (or ``resume``, zarr: the store is
+    checked and finished by :func:`xr_dl4ds.to_zarr`)."""
+    if resume or overwrite or not os.path.lexists(path):
+        return
+    if _is_zarr_output(path):
+        from .writing import is_complete
+
+        try:
+            complete = is_complete(os.fspath(path))
+        except Exception:  # not a zarr group, or unreadable: not something to resume
+            complete = True
+        if not complete:
+            raise ConfigError(
+                f"{what} {os.fspath(path)!r} already exists: an incomplete store left by an "
+                "interrupted run. Pass --resume to finish it (with the options of that "
+                "run), --overwrite to start over, or choose another path."
+            )
+    raise ConfigError(
+        f"{what} {os.fspath(path)!r} already exists. Pass --overwrite to replace it, "
+        "or choose another path."
+    )
 
 
 def _remove(path: str) -> None:
@@ -632,30 +654,118 @@ def _clean_encoding(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
-def write_dataset(
-    ds: xr.Dataset, path: str | os.PathLike[str], *, overwrite: bool, progress: bool = False
-) -> None:
-    """Write ``ds`` to ``path`` (``.zarr``: a zarr store, else netCDF) atomically, with a
-    dask progress bar on stderr when ``progress``."""
-    is_zarr = os.fspath(path).rstrip("/\\").endswith(".zarr")
-    ds = _clean_encoding(ds)
+def _is_zarr_output(path: str | os.PathLike[str]) -> bool:
+    return os.fspath(path).rstrip("/\\").endswith(".zarr")
+
+
+def _client() -> Any:
+    """The dask.distributed client in use, or None (local scheduler)."""
+    if "distributed" not in sys.modules:  # a client exists only if distributed was imported
+        return None
+    try:
+        from distributed import default_client
+
+        return default_client()
+    except (ImportError, ValueError):
+        return None
+
+
+class _Throttled:
+    """A text stream for progress bars: redraws (writes starting with ``\\r``) reach
+    ``out`` at most every ``dt`` seconds, the last one held back is written before
+    anything else (the final state and its newline), so that a batch log gets a line
+    every ``dt`` while the bar itself is polled often (and stops without waiting)."""
+
+    def __init__(self, out: Any, dt: float) -> None:
+        self.out, self.dt = out, dt
+        self.last = -math.inf
+        self.pending = ""
+
+    def write(self, text: str) -> int:
+        now = time.monotonic()
+        if text.startswith("\r") and now - self.last < self.dt:
+            self.pending = text
+            return len(text)
+        if self.pending and not text.startswith("\r"):
+            self.out.write(self.pending)
+        self.pending = ""
+        self.last = now if text.startswith("\r") else self.last
+        return int(self.out.write(text) or 0)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+def _write_netcdf(ds: xr.Dataset, path: str, *, progress: bool) -> None:
+    """``ds.to_netcdf(path)`` with a progress bar on stderr: dask's for the local
+    scheduler, distributed's for a dask.distributed client."""
+    # a batch log (stderr not a terminal) gets a line every 10 s, not every 0.1 s
+    out: Any = sys.stderr if sys.stderr.isatty() else _Throttled(sys.stderr, 10.0)
+    client = _client() if progress else None
+    if client is not None:
+        from distributed import progress as distributed_progress
+
+        future = client.compute(ds.to_netcdf(path, compute=False))
+        with contextlib.redirect_stdout(out):  # distributed draws on stdout
+            distributed_progress(future, interval="100ms")
+        if not sys.stderr.isatty():  # the bar ends with a carriage return
+            print(file=sys.stderr, flush=True)
+        future.result()
+        return
     if progress:
         from dask.diagnostics import ProgressBar
 
-        # a batch log (stderr not a terminal) gets a line every 10 s, not every 0.1 s
-        dt = 0.1 if sys.stderr.isatty() else 10.0
-        bar: contextlib.AbstractContextManager[Any] = ProgressBar(dt=dt, out=sys.stderr)
+        bar: contextlib.AbstractContextManager[Any] = ProgressBar(dt=0.1, out=out)
     else:
         bar = contextlib.nullcontext()
-    with _atomic_path(path, overwrite=overwrite) as tmp, bar:
-        if is_zarr:
-            with warnings.catch_warnings():
-                # zarr 3 notes that consolidated metadata is not in its v3 spec; xarray
-                # still reads it (and warns when it is missing), so keep writing it
-                warnings.filterwarnings("ignore", message="Consolidated metadata")
-                ds.to_zarr(tmp, mode="w-")
-        else:
-            ds.to_netcdf(tmp)
+    with bar:
+        ds.to_netcdf(path)
+
+
+def write_dataset(
+    ds: xr.Dataset,
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool,
+    progress: bool = False,
+    resume: bool = False,
+) -> Any:
+    """Write ``ds`` to ``path``, computing it with the current dask scheduler.
+
+    ``.zarr``: a zarr store written region by region with :func:`xr_dl4ds.to_zarr` on
+    the final path (marked incomplete until it is finished; ``resume`` finishes an
+    interrupted write, ``overwrite`` replaces an existing store) and returns its
+    :class:`~xr_dl4ds.writing.WriteSummary`. Else netCDF, written to a temporary file
+    that is renamed when complete, so a failure never leaves a partial file; returns
+    None. ``progress`` shows a progress bar on stderr.
+    """
+    ds = _clean_encoding(ds)
+    if _is_zarr_output(path):
+        from .writing import to_zarr
+
+        if isinstance(path, (str, os.PathLike)) and "://" not in os.fspath(path):
+            parent = os.path.dirname(os.path.abspath(os.fspath(path)))
+            os.makedirs(parent, exist_ok=True)
+        mode: Literal["w-", "w", "resume"] = "resume" if resume else "w" if overwrite else "w-"
+        with warnings.catch_warnings():
+            # zarr 3 notes that consolidated metadata is not in its v3 spec; xarray
+            # still reads it (and warns when it is missing), so keep writing it
+            warnings.filterwarnings("ignore", message="Consolidated metadata")
+            return to_zarr(ds, os.fspath(path), mode=mode, progress=progress)
+    if resume:
+        raise ConfigError(_resume_netcdf_message(path))
+    with _atomic_path(path, overwrite=overwrite) as tmp:
+        _write_netcdf(ds, tmp, progress=progress)
+    return None
+
+
+def _resume_netcdf_message(path: str | os.PathLike[str]) -> str:
+    return (
+        f"--resume works only for zarr outputs (a path ending in .zarr); OUTPUT "
+        f"{os.fspath(path)!r} is netCDF, which is written in one go to a temporary file "
+        "and renamed, so an interrupted run leaves nothing to resume. Write to a .zarr "
+        "store to be able to resume (e.g. OUTPUT fine.zarr), or drop --resume."
+    )
 
 
 def _make_readable(path: str | os.PathLike[str]) -> None:
@@ -769,17 +879,220 @@ def _parse_variables(items: Sequence[str] | None) -> tuple[list[str], dict[str, 
     return names, renames
 
 
+_SIZE_SYNTAX = {
+    "--tile": (
+        "N or DIM=N[,DIM=N], e.g. --tile 64 (cores of 64 x 64 coarse cells) or --tile "
+        "lat=64,lon=128; N >= 1, or -1 for no tiling along that dim"
+    ),
+    "--halo": (
+        "N or DIM=N[,DIM=N], e.g. --halo 8 or --halo lat=8,lon=8 (coarse cells of context "
+        "around each tile); N >= 0"
+    ),
+}
+
+
+def _parse_sizes(
+    items: Sequence[str] | None, option: str, *, minimum: int
+) -> int | dict[Hashable, int] | None:
+    """``--tile``/``--halo``: ``N`` (both spatial dims) or ``DIM=N[,DIM=N]`` (repeatable,
+    like --chunks) -> an int or ``{dim: n}``; ``--tile`` also takes -1 (no tiling)."""
+    if not items:
+        return None
+    syntax = _SIZE_SYNTAX[option]
+    both: int | None = None
+    sizes: dict[Hashable, int] = {}
+    for item in items:
+        for part in item.split(","):
+            dim, sep, text = part.rpartition("=")
+            dim, text = dim.strip(), text.strip()
+            if (sep and not dim) or not text:
+                raise ConfigError(f"{option} {item!r}: expected {syntax}.")
+            try:
+                n = int(text)
+            except ValueError:
+                raise ConfigError(
+                    f"{option} {item!r}: {text!r} is not an integer; expected {syntax}."
+                ) from None
+            if n < minimum and not (option == "--tile" and n == -1):
+                raise ConfigError(f"{option} {item!r}: {n} is too small; expected {syntax}.")
+            if not sep:
+                if both is not None and both != n:
+                    raise ConfigError(f"{option} is given twice ({both} and {n}); give it once.")
+                both = n
+            elif sizes.get(dim, n) != n:
+                raise ConfigError(
+                    f"{option} gives two sizes for {dim!r} ({sizes[dim]} and {n}); give one."
+                )
+            else:
+                sizes[dim] = n
+    if both is not None and sizes:
+        raise ConfigError(
+            f"{option} mixes a size for both spatial dims ({both}) with sizes per dim "
+            f"({', '.join(f'{d}={n}' for d, n in sizes.items())}); expected {syntax}."
+        )
+    return both if both is not None else sizes
+
+
+def _check_size_dims(
+    sizes: int | Mapping[Hashable, int] | None,
+    option: str,
+    spatial: tuple[Hashable, Hashable],
+    dims: Sequence[Hashable],
+) -> None:
+    if not isinstance(sizes, Mapping):
+        return
+    wrong = [d for d in sizes if d not in spatial]
+    if wrong:
+        y, x = map(str, spatial)
+        raise ConfigError(
+            f"{option} names {list(map(str, wrong))}, which "
+            + (
+                "are not spatial dimensions"
+                if all(d in dims for d in wrong)
+                else "are not dimensions"
+            )
+            + f" of the input (its dimensions: {list(map(str, dims))}; spatial: {y}, {x}). "
+            f"Sizes are in coarse cells along the spatial dims, e.g. {option} {y}=64,{x}=64 "
+            f"or {option} 64 for both."
+        )
+
+
+def _model_paths(text: str) -> list[str]:
+    """MODEL: one model file, or several (an ensemble) as a comma-separated list of
+    files and/or glob patterns, e.g. ``a.dl4ds,b.dl4ds`` or ``'members/*.dl4ds'``."""
+    if os.path.exists(text):  # a path that happens to hold a comma or a glob character
+        return [text]
+    paths: list[str] = []
+    items = [item.strip() for item in text.split(",")]
+    for item in items:
+        if not item:
+            raise ConfigError(
+                f"MODEL {text!r} has an empty item. Expected a model file, or several (an "
+                "ensemble) separated by commas, e.g. m1.dl4ds,m2.dl4ds, or a quoted glob such "
+                "as 'members/*.dl4ds'."
+            )
+        if any(c in item for c in "*?["):
+            found = sorted(glob.glob(item))
+            if not found:
+                raise ConfigError(
+                    f"MODEL: no file matches {item!r} (relative paths are relative to the "
+                    f"working directory {os.getcwd()!r})."
+                )
+            paths += found
+        elif os.path.exists(item):
+            paths.append(item)
+        else:
+            part = f" (in MODEL {text!r})" if len(items) > 1 else ""
+            raise ConfigError(
+                f"MODEL {item!r}{part} does not exist (relative paths are relative to the "
+                f"working directory {os.getcwd()!r})."
+            )
+    seen: set[str] = set()
+    for path in paths:
+        key = os.path.realpath(path)
+        if key in seen:
+            raise ConfigError(
+                f"MODEL {text!r} names the model file {path!r} twice; an ensemble needs "
+                "different models (each gives one realization)."
+            )
+        seen.add(key)
+    return paths
+
+
+@contextlib.contextmanager
+def _dask_client(address: str | None, scheduler_file: str | None) -> Iterator[Any]:
+    """Connect a dask.distributed client to a running scheduler (``--scheduler``,
+    ``--scheduler-file``) and make it the default for the block; without either, yield
+    None and compute with the local threaded scheduler."""
+    if address is None and scheduler_file is None:
+        yield None
+        return
+    option = "--scheduler" if address is not None else "--scheduler-file"
+    try:
+        from distributed import Client
+    except ModuleNotFoundError:
+        raise ConfigError(
+            f"{option} needs dask.distributed: pip install distributed (or "
+            "'dask[distributed]'), or leave it out to compute with local threads."
+        ) from None
+    if scheduler_file is not None and not os.path.isfile(scheduler_file):
+        raise ConfigError(
+            f"--scheduler-file {scheduler_file!r} does not exist. It is the JSON file written "
+            "by 'dask scheduler --scheduler-file PATH' (or dask-mpi/dask-jobqueue); start "
+            "the scheduler first, or pass its address with --scheduler tcp://HOST:8786."
+        )
+    where = address if address is not None else f"the scheduler file {scheduler_file!r}"
+    try:
+        client = Client(address, scheduler_file=scheduler_file, set_as_default=True)
+    except (OSError, TimeoutError, ValueError) as err:
+        raise ConfigError(
+            f"{option}: could not connect to the dask scheduler at {where}: {err}. Expected "
+            "the address of a running scheduler, e.g. tcp://HOST:8786 (started with 'dask "
+            "scheduler'), reachable from this host; or leave the option out to compute "
+            "with local threads."
+        ) from None
+    with client:
+        workers = client.scheduler_info().get("workers", {})
+        threads = sum(w.get("nthreads", 0) for w in workers.values())
+        print(
+            f"{PROG}: computing on the dask scheduler {client.scheduler.address} "
+            f"({len(workers)} workers, {threads} threads; dashboard: {client.dashboard_link})"
+            + ("; it has no workers yet: the work starts when some join" if not workers else ""),
+            file=sys.stderr,
+            flush=True,
+        )
+        yield client
+
+
+# options of xr_dl4ds.downscale as the command line spells them (for its error messages)
+_CLI_SPELLING = {
+    "static=": "--static FILE",
+    "tile=": "--tile",
+    "halo=": "--halo",
+    "samples=": "--samples N",
+    "seed=": "--seed",
+    "device=": "--device",
+    "batch_size=": "--batch-size",
+    "mode='w'": "--overwrite",
+    "mode='resume'": "--resume",
+}
+
+
+def _with_cli_spelling(err: DL4DSError) -> DL4DSError:
+    """``err`` with a note on how its Python names are given on the command line."""
+    message = str(err)
+    notes = [f"{k} is {v}" for k, v in _CLI_SPELLING.items() if k in message]
+    if "list of models" in message:
+        notes.append("a deep ensemble is several MODEL files separated by commas")
+    if not notes:
+        return err
+    new = type(err)(f"{message} (On the command line: {'; '.join(notes)}.)")
+    return new
+
+
 def _cmd_downscale(args: argparse.Namespace) -> int:
     import xr_dl4ds
     from xr_dl4ds.data.pairing import get_time_dim
 
-    _check_output(args.output, args.overwrite, "OUTPUT")
+    # everything that needs no data first: the syntax of the options, the output
+    is_zarr = _is_zarr_output(args.output)
+    if args.resume and not is_zarr:
+        raise ConfigError(_resume_netcdf_message(args.output))
+    _check_output(args.output, args.overwrite, "OUTPUT", resume=args.resume)
     chunks = _parse_chunks(args.chunks)
     names, renames = _parse_variables(args.variable)
-    if not os.path.exists(args.model):
-        raise ConfigError(f"MODEL {args.model!r} does not exist.")
-    model = xr_dl4ds.load(args.model)
-    with open_data(args.input, engine=args.engine, chunks=None, what="INPUT") as ds:
+    tile = _parse_sizes(args.tile, "--tile", minimum=1)
+    halo = _parse_sizes(args.halo, "--halo", minimum=0)
+    model_paths = _model_paths(args.model)
+    models = [xr_dl4ds.load(p) for p in model_paths]
+    model = models[0]
+    with contextlib.ExitStack() as stack:
+        ds = stack.enter_context(
+            open_data(args.input, engine=args.engine, chunks=None, what="INPUT")
+        )
+        static = None
+        if args.static is not None:
+            static = stack.enter_context(open_data(args.static, chunks=None, what="--static"))
         if not names:
             names = [n for n in model.target + model.predictors]
             missing = [n for n in names if n not in ds.data_vars]
@@ -802,17 +1115,69 @@ def _cmd_downscale(args: argparse.Namespace) -> int:
                 f"--chunks names {missing_dims}, which are not dimensions of the input "
                 f"(its dimensions: {list(map(str, coarse.dims))})."
             )
+        if isinstance(tile, Mapping) or isinstance(halo, Mapping):
+            if model.grid.y in coarse.dims and model.grid.x in coarse.dims:
+                spatial: tuple[Hashable, Hashable] = (model.grid.y, model.grid.x)
+            else:
+                spatial = xr_dl4ds.get_spatial_dims(coarse)
+            _check_size_dims(tile, "--tile", spatial, list(coarse.dims))
+            _check_size_dims(halo, "--halo", spatial, list(coarse.dims))
         coarse = coarse.chunk(chunks)
         if args.coarsen is not None:
             scale = model.scale if args.coarsen == "model" else args.coarsen
             coarse = xr_dl4ds.coarsen(coarse, scale)
-        fine = xr_dl4ds.downscale(coarse, model, batch_size=args.batch_size, device=args.device)
+        if len(models) > 1:
+            members = ", ".join(f"{i}: {p}" for i, p in enumerate(model_paths))
+            print(
+                f"{PROG}: ensemble of {len(models)} models (realization {members})", file=sys.stderr
+            )
+        # connect last, so that mistakes above are reported without waiting for it
+        stack.enter_context(_dask_client(args.scheduler, args.scheduler_file))
+        try:
+            fine = xr_dl4ds.downscale(
+                coarse,
+                models if len(models) > 1 else model,
+                tile=tile,
+                halo=halo,
+                batch_size=args.batch_size,
+                device=args.device,
+                samples=args.samples,
+                seed=args.seed,
+                static=static,
+            )
+        except DL4DSError as err:
+            raise _with_cli_spelling(err) from None
         back = {v: k for k, v in renames.items() if v in fine.variables}
         if back:
             fine = fine.rename(back)
-        write_dataset(fine, args.output, overwrite=args.overwrite, progress=args.progress)
+        try:
+            summary = write_dataset(
+                fine,
+                args.output,
+                overwrite=args.overwrite,
+                progress=args.progress,
+                resume=args.resume,
+            )
+        except DL4DSError as err:
+            if args.resume and not isinstance(err, ConfigError):
+                raise type(err)(
+                    f"{_with_cli_spelling(err)}\nTo resume, rerun with the MODEL, INPUT and "
+                    "options (--variable, --chunks, --coarsen, --samples...) of the "
+                    "interrupted run; or pass --overwrite instead of --resume to start over."
+                ) from None
+            raise _with_cli_spelling(err) from None
+    if summary is not None and summary.already_complete:
+        print(f"{PROG}: {args.output!r} is already complete; nothing to do.")
+        return 0
     sizes = ", ".join(f"{d}: {n}" for d, n in fine.sizes.items())
-    print(f"{PROG}: wrote {args.output!r} ({', '.join(map(str, fine.data_vars))}; {sizes})")
+    resumed = ""
+    if summary is not None and summary.chunks_skipped:
+        resumed = (
+            f"; resumed: {summary.chunks_skipped} of {summary.n_chunks} chunks were already written"
+        )
+    print(
+        f"{PROG}: wrote {args.output!r} ({', '.join(map(str, fine.data_vars))}; {sizes}{resumed})"
+    )
     return 0
 
 
@@ -985,26 +1350,60 @@ def build_parser() -> argparse.ArgumentParser:
         description=textwrap.dedent(
             """\
             Downscale INPUT (netCDF file, glob of files, or zarr store) with MODEL (a file
-            written by fit / model.save) and write OUTPUT: a zarr store when OUTPUT ends in
-            .zarr, else netCDF. The input is read lazily in chunks along time and computed
-            chunk by chunk (on the GPU when there is one), with a progress bar on stderr.
-            OUTPUT is written to a temporary path next to it and renamed when complete, so
-            a failure never leaves a partial OUTPUT; an existing OUTPUT is kept unless
-            --overwrite is given.
+            written by fit / model.save; several, comma-separated or a quoted glob, make a
+            deep ensemble) and write OUTPUT: a zarr store when OUTPUT ends in .zarr, else
+            netCDF. The input is read lazily in chunks along time and computed chunk by
+            chunk (on the GPU when there is one), with a progress bar on stderr; with
+            --tile, each chunk runs tile by tile, so the device memory is bounded by the
+            tile and not by the domain.
+
+            A netCDF OUTPUT is written to a temporary path next to it and renamed when
+            complete, so a failure never leaves a partial file. A zarr OUTPUT is written
+            region by region on its final path and marked incomplete until the last
+            region is written (xr_dl4ds.writing.is_complete); an interrupted run (killed,
+            out of memory, end of the job's time) is finished by running the same command
+            with --resume, which computes only the missing regions. An existing OUTPUT is
+            kept unless --overwrite (or, for zarr, --resume) is given.
+
+            Computation uses local threads, or a dask.distributed cluster with
+            --scheduler / --scheduler-file (the workers must read INPUT, MODEL and OUTPUT
+            at the same paths).
             """
         ),
         epilog=textwrap.dedent(
             f"""\
+            sizes (--tile, --halo) are in cells of the coarse input (after --coarsen):
+              N                  the same size along both spatial dims
+              DIM=N[,DIM=N]      per spatial dim, e.g. lat=64,lon=128 (repeatable, like
+                                 --chunks); --tile DIM=-1: no tiling along DIM
+
             examples:
               {PROG} downscale t2m.dl4ds gcm_t2m.nc t2m_fine.nc
               {PROG} downscale t2m.dl4ds gcm.zarr fine.zarr --variable tas=t2m --chunks time=16
               # perfect-prognosis evaluation: coarsen high-res truth by the model's scale first
               {PROG} downscale t2m.dl4ds era5_t2m.nc t2m_pp.nc --coarsen
+              # a large domain on a GPU: tiles of 64 x 64 coarse cells
+              {PROG} downscale t2m.dl4ds gcm.zarr fine.zarr --tile 64 --device cuda
+              # deep ensemble and Monte-Carlo dropout: a 'realization' dimension
+              {PROG} downscale seed0.dl4ds,seed1.dl4ds,seed2.dl4ds gcm.nc ens.zarr
+              {PROG} downscale 'members/*.dl4ds' gcm.nc ens.zarr
+              {PROG} downscale mc.dl4ds gcm.nc mc.zarr --samples 20 --seed 1
+              # another domain: its high-resolution static fields (orography...)
+              {PROG} downscale t2m.dl4ds gcm_alps.nc alps.zarr --static alps_static.nc
+              # on a dask cluster; rerun with --resume after an interruption
+              {PROG} downscale t2m.dl4ds gcm.zarr fine.zarr --scheduler tcp://node1:8786
+              {PROG} downscale t2m.dl4ds gcm.zarr fine.zarr --scheduler tcp://node1:8786 --resume
             """
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p_ds.add_argument("model", metavar="MODEL", help="model file (from fit / model.save)")
+    p_ds.add_argument(
+        "model",
+        metavar="MODEL",
+        help="model file (from fit / model.save); several models, separated by commas "
+        "(a.dl4ds,b.dl4ds) or matching a quoted glob ('members/*.dl4ds', sorted), are a deep "
+        "ensemble: one member each along a 'realization' dimension, in that order",
+    )
     p_ds.add_argument("input", metavar="INPUT", help="coarse data: netCDF, glob, or .zarr")
     p_ds.add_argument("output", metavar="OUTPUT", help="result: .zarr store, else netCDF")
     p_ds.add_argument(
@@ -1023,6 +1422,22 @@ def build_parser() -> argparse.ArgumentParser:
         "default: 8 time steps per chunk). Memory per task grows with the chunk size",
     )
     p_ds.add_argument(
+        "--tile",
+        metavar="N|DIM=N",
+        action="append",
+        help="run the network tile by tile, on cores of N x N coarse cells (or DIM=N per "
+        "spatial dim, e.g. lat=64,lon=128; -1: no tiling along DIM). The output is the same "
+        "as without tiling; device memory is bounded by the tile (default: no tiling)",
+    )
+    p_ds.add_argument(
+        "--halo",
+        metavar="N|DIM=N",
+        action="append",
+        help="coarse cells of context around each tile (N or DIM=N, N >= 0; default: the "
+        "network's receptive field, which makes tiled output equal untiled output; smaller "
+        "is faster but approximate near tile edges)",
+    )
+    p_ds.add_argument(
         "--coarsen",
         metavar="SCALE",
         nargs="?",
@@ -1031,22 +1446,89 @@ def build_parser() -> argparse.ArgumentParser:
         help="block-mean coarsen INPUT by SCALE first (without a value: the model's scale), "
         "to evaluate on high-resolution data (perfect prognosis)",
     )
-    p_ds.add_argument("--engine", help="xarray engine for INPUT (default: from the path)")
     p_ds.add_argument(
-        "--device", default="auto", help='"auto" (default: CUDA when present), "cpu", "cuda:1"'
+        "--static",
+        metavar="FILE",
+        help="netCDF file or zarr store with the high-resolution static fields the model "
+        "uses (e.g. orography), for INPUT on another grid than the training grid: on the "
+        "high-resolution grid of INPUT (its cells split SCALE x SCALE)",
     )
     p_ds.add_argument(
-        "--batch-size", type=int, default=8, help="samples per forward pass (default: 8)"
+        "--samples",
+        metavar="N",
+        type=_int_arg(1),
+        help="Monte-Carlo dropout samples per model (models trained with dropout_variant "
+        "'mcdrop', 'mcspatialdrop' or 'mcgaussiandrop'): adds a 'realization' dimension of "
+        "N members (times the number of models)",
+    )
+    p_ds.add_argument(
+        "--seed",
+        metavar="N",
+        type=_int_arg(0),
+        default=0,
+        help="seed of the Monte-Carlo samples (default: 0); the same seed gives the same "
+        "samples whatever the chunks, tiles or scheduler",
+    )
+    p_ds.add_argument("--engine", help="xarray engine for INPUT (default: from the path)")
+    p_ds.add_argument(
+        "--device",
+        default="auto",
+        help='torch device: "auto" (default: CUDA where the work runs, when it has it), '
+        '"cpu", "cuda", "cuda:N"',
+    )
+    p_ds.add_argument(
+        "--batch-size",
+        metavar="N",
+        type=_int_arg(1),
+        default=8,
+        help="samples per forward pass (default: 8)",
+    )
+    sched = p_ds.add_mutually_exclusive_group()
+    sched.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="compute on a running dask.distributed scheduler, e.g. tcp://node1:8786 "
+        "(default: local threads)",
+    )
+    sched.add_argument(
+        "--scheduler-file",
+        metavar="PATH",
+        help="compute on the dask.distributed scheduler described by this JSON file (dask "
+        "scheduler --scheduler-file PATH, dask-mpi, dask-jobqueue)",
     )
     p_ds.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="show dask's progress bar on stderr (default: on)",
+        help="show a progress bar on stderr (default: on)",
     )
-    p_ds.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    write = p_ds.add_mutually_exclusive_group()
+    write.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    write.add_argument(
+        "--resume",
+        action="store_true",
+        help="zarr OUTPUT only: finish the store an interrupted run left (computing only the "
+        "missing regions; run with the same MODEL, INPUT and options), do nothing if it is "
+        "complete, start it if it does not exist",
+    )
     p_ds.set_defaults(func=_cmd_downscale)
     return parser
+
+
+def _int_arg(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            n = None
+        if n is None or n < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return n
+
+    parse.__name__ = "integer"
+    return parse
 
 
 def _scale_arg(text: str) -> int | str:
