@@ -230,3 +230,13 @@ def test_tile_and_halo_are_checked(model, coarse):
     # -1: no tiling along that dim
     out = coarse.dl4ds.downscale(model, tile={"lat": -1, "lon": 4}, device="cpu")
     assert out.shape == (6, 32, 48)
+
+
+def test_two_downscales_in_one_graph_do_not_collide(model, coarse, expected):
+    # same model, different inputs: the task keys must differ
+    warm = (coarse + 2.0).assign_attrs(coarse.attrs)
+    a = coarse.chunk({"time": 2}).dl4ds.downscale(model, device="cpu")
+    b = warm.chunk({"time": 2}).dl4ds.downscale(model, device="cpu")
+    both = xr.concat([a, b], dim="case").compute()
+    assert_same(both.isel(case=0, drop=True), expected)
+    assert float((both.isel(case=1) - both.isel(case=0)).mean()) > 1.0

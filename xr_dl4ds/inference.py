@@ -409,7 +409,7 @@ def _run(
             chunks=out_chunks,
             dtype=np.float32,
             new_axis=[data.ndim],
-            name=f"dl4ds-downscale-{key}",
+            token="dl4ds-downscale",
         )
     window = int(members[0].model.config.time_window)  # type: ignore[arg-type]
     if min(data.chunks[time_axis]) < window - 1:  # every chunk must hold a whole halo
@@ -431,7 +431,7 @@ def _run(
         chunks=out_chunks,
         dtype=np.float32,
         new_axis=[data.ndim],
-        name=f"dl4ds-downscale-st-{key}",
+        token="dl4ds-downscale-st",
     )
 
 
