@@ -41,6 +41,23 @@ def toml_config(data_path, model_path, history_path=None, data_extra="", fit_ext
     return f'[data]\npath = "{data_path}"\n{data_extra}\n{TINY_FIT}{fit_extra}\n{output}'
 
 
+def _fit_tiny(hr, **extra):
+    """The small model of these tests (about a second on one core)."""
+    options = {
+        "scale": 4,
+        "static": ["orog", "sftlf"],
+        "epochs": 1,
+        "patch_size": 16,
+        "batch_size": 4,
+        "steps_per_epoch": 2,
+        "n_filters": 4,
+        "n_blocks": 2,
+        "progress": False,
+        "device": "cpu",
+    }
+    return xr_dl4ds.fit(hr, **{**options, **extra})
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """High-res and coarsened synthetic data on disk, and a small model trained on it."""
@@ -48,19 +65,7 @@ def files(tmp_path_factory):
     hr = synthetic_dataset(nt=6, ny=32, nx=48)
     hr.to_netcdf(root / "hr.nc")
     xr_dl4ds.coarsen(hr, 4).to_netcdf(root / "lr.nc")
-    model = xr_dl4ds.fit(
-        hr,
-        scale=4,
-        static=["orog", "sftlf"],
-        epochs=1,
-        patch_size=16,
-        batch_size=4,
-        steps_per_epoch=2,
-        n_filters=4,
-        n_blocks=2,
-        progress=False,
-        device="cpu",
-    )
+    model = _fit_tiny(hr)
     model.save(root / "model.dl4ds")
     return {
         "hr": root / "hr.nc",
@@ -409,22 +414,7 @@ CPU = ("--no-progress", "--device", "cpu")
 def mc_model(files):
     """A small model with Monte-Carlo dropout, trained on the same data as files["model"]."""
     hr = xr.open_dataset(files["hr"]).load()
-    model = xr_dl4ds.fit(
-        hr,
-        scale=4,
-        static=["orog", "sftlf"],
-        epochs=1,
-        patch_size=16,
-        batch_size=4,
-        steps_per_epoch=2,
-        n_filters=4,
-        n_blocks=2,
-        dropout_rate=0.2,
-        dropout_variant="mcdrop",
-        progress=False,
-        device="cpu",
-        seed=1,
-    )
+    model = _fit_tiny(hr, dropout_rate=0.2, dropout_variant="mcdrop", seed=1)
     path = files["model"].parent / "mc.dl4ds"
     model.save(path)
     return path

@@ -482,6 +482,17 @@ def _is_zarr(path: str, engine: str | None) -> bool:
     )
 
 
+def _glob(pattern: str, what: str) -> list[str]:
+    """The files matching ``pattern``, sorted; an error naming ``what`` when none does."""
+    found = sorted(glob.glob(pattern))
+    if not found:
+        raise ConfigError(
+            f"{what}: no file matches {pattern!r} (relative paths are relative to the "
+            f"working directory {os.getcwd()!r})."
+        )
+    return found
+
+
 def open_data(
     path: str | os.PathLike[str] | Sequence[str],
     *,
@@ -504,13 +515,7 @@ def open_data(
     if len(patterns) > 1 or any(c in p for c in "*?["):
         files: list[str] = []
         for pattern in patterns:
-            found = sorted(glob.glob(pattern))
-            if not found:
-                raise ConfigError(
-                    f"{what}: no file matches {pattern!r} (relative paths are relative to "
-                    f"the working directory {os.getcwd()!r})."
-                )
-            files += found
+            files += _glob(pattern, what)
         if len(files) > 1:
             # variables without the concatenated dim (orography...) are taken from the
             # first file, not stacked along time
@@ -972,13 +977,7 @@ def _model_paths(text: str) -> list[str]:
                 "as 'members/*.dl4ds'."
             )
         if any(c in item for c in "*?["):
-            found = sorted(glob.glob(item))
-            if not found:
-                raise ConfigError(
-                    f"MODEL: no file matches {item!r} (relative paths are relative to the "
-                    f"working directory {os.getcwd()!r})."
-                )
-            paths += found
+            paths += _glob(item, "MODEL")
         elif os.path.exists(item):
             paths.append(item)
         else:

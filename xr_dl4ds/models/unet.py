@@ -346,6 +346,13 @@ class UNetBackbone(Backbone):
             width_cap=config.width_cap,
         )
 
+    def _valid_levels(self, levels: object) -> bool:
+        return (
+            isinstance(levels, int)
+            and not isinstance(levels, bool)
+            and 0 <= levels <= self.n_blocks
+        )
+
     def levels(self, height: int, width: int) -> int:
         """Poolings applied to an ``height`` x ``width`` input: :func:`unet_levels`, or
         the number set by :meth:`fixed_levels` inside its ``with`` block."""
@@ -376,11 +383,7 @@ class UNetBackbone(Backbone):
         ConfigError
             ``levels`` is not an integer in ``[0, n_blocks]``.
         """
-        if levels is not None and (
-            isinstance(levels, bool)
-            or not isinstance(levels, int)
-            or not 0 <= levels <= self.n_blocks
-        ):
+        if levels is not None and not self._valid_levels(levels):
             raise ConfigError(
                 f"UNetBackbone.fixed_levels: invalid levels={levels!r}. Allowed: None or "
                 f"an integer in [0, n_blocks={self.n_blocks}]. Fix: pass "
@@ -430,11 +433,7 @@ class UNetBackbone(Backbone):
             ``levels`` is outside ``[0, n_blocks]`` or a side is not a multiple of
             ``2**levels``.
         """
-        if (
-            isinstance(levels, bool)
-            or not isinstance(levels, int)
-            or not 0 <= levels <= self.n_blocks
-        ):
+        if not self._valid_levels(levels):
             raise ConfigError(
                 f"UNetBackbone.forward_aligned: invalid levels={levels!r}. Allowed: an "
                 f"integer in [0, n_blocks={self.n_blocks}]. Fix: use "
