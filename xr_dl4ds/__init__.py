@@ -10,8 +10,10 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
 from . import accessor as _accessor  # noqa: F401  (registers .dl4ds)
+from .baselines import interpolate
 from .data.pairing import Pair, pair
 from .downscaler import Downscaler, fit
+from .evaluation import evaluate
 from .exceptions import DL4DSError, DL4DSWarning
 from .grid import coarsen, get_spatial_dims
 from .inference import downscale
@@ -31,9 +33,11 @@ __all__ = [
     "Pair",
     "coarsen",
     "downscale",
+    "evaluate",
     "fit",
     "get_options",
     "get_spatial_dims",
+    "interpolate",
     "load",
     "pair",
     "set_options",

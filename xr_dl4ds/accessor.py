@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import xarray as xr
 
 from . import grid
+from .baselines import interpolate
 from .data.pairing import Pair, pair
 from .downscaler import fit
+from .evaluation import evaluate
 from .inference import downscale
 
 if TYPE_CHECKING:
@@ -49,6 +51,18 @@ class _DL4DSAccessor(Generic[T_Xarray]):
     def downscale(self, model: Downscaler | str | None = None, **kwargs: Any) -> T_Xarray:
         """Downscale this coarse data with ``model`` (see :func:`xr_dl4ds.downscale`)."""
         return downscale(self._obj, model, **kwargs)
+
+    def interpolate(
+        self, *, scale: int, method: str = "bicubic", spatial_dims: SpatialDims = None
+    ) -> T_Xarray:
+        """Interpolate this coarse data onto the high-res grid (see
+        :func:`xr_dl4ds.interpolate`)."""
+        return interpolate(self._obj, scale=scale, method=method, spatial_dims=spatial_dims)
+
+    def evaluate(self, prediction: Any, **kwargs: Any) -> xr.Dataset:
+        """Score ``prediction`` (and baselines) against this truth (see
+        :func:`xr_dl4ds.evaluate`)."""
+        return evaluate(self._obj, prediction, **kwargs)
 
 
 @xr.register_dataarray_accessor("dl4ds")
