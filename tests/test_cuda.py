@@ -58,7 +58,7 @@ def test_downscale_on_cuda_matches_cpu(model, coarse, exact_cuda):
 def test_dask_worker_uses_its_gpu(model, coarse, exact_cuda):
     from distributed import Client, LocalCluster
 
-    from xr_dl4ds.inference import _CACHE
+    from xr_dl4ds.inference import _CACHE, clear_cache
 
     cpu = coarse.dl4ds.downscale(model, device="cpu")
     lazy = coarse.chunk({"time": 3}).dl4ds.downscale(model)
@@ -68,6 +68,7 @@ def test_dask_worker_uses_its_gpu(model, coarse, exact_cuda):
         ) as cluster,
         Client(cluster) as client,
     ):
+        client.run(clear_cache)  # a forked worker may inherit this process's cache
         out = lazy.compute()
         (devices,) = client.run(lambda: sorted({k[1] for k in _CACHE})).values()
     assert devices == ["cuda:0"]

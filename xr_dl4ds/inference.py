@@ -179,7 +179,12 @@ def _device(name: str) -> Any:
 def _cached_network(key: str, model: Downscaler, device: str) -> tuple[Downscaler, Any]:
     """``(model, network on device)``: built on the first call in this process, then
     reused (the model's own copy may be a fresh unpickled object in each task)."""
-    dev = str(_device(device))
+    resolved = _device(device)
+    if resolved.type == "cuda" and resolved.index is None:  # "cuda" and "cuda:0": one entry
+        import torch
+
+        resolved = torch.device("cuda", torch.cuda.current_device())
+    dev = str(resolved)
     with _CACHE_LOCK:  # held while building: concurrent tasks wait for the first one
         hit = _CACHE.get((key, dev))
         if hit is not None:
