@@ -324,7 +324,9 @@ def _member_outputs(
                 )
             mean = np.array([model.stats[t].mean for t in model.target], np.float32)
             std = np.array([model.stats[t].std for t in model.target], np.float32)
-            results.append(y * std.reshape(-1, 1, 1) + mean.reshape(-1, 1, 1))
+            y *= std.reshape(-1, 1, 1)  # in place: the output is the largest array here
+            y += mean.reshape(-1, 1, 1)
+            results.append(y)
     return results
 
 
@@ -338,6 +340,8 @@ def _kernel(arr: np.ndarray, members: Sequence[_Member], *, settings: _Settings)
     if flat.shape[0] == 0:
         return np.empty(out_shape, np.float32)
     outs = _member_outputs(flat, members, settings)
+    if len(outs) == 1:  # no copy of the output for one realization
+        return outs[0].reshape(out_shape)
     return np.stack(outs, axis=1).reshape(out_shape)
 
 
