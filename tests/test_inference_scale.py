@@ -73,6 +73,8 @@ def test_threaded_processes_and_distributed_give_the_same_result(model, coarse, 
     for out in (threads, processes, distributed):
         assert_same(out, expected)
     assert info["misses"] == 1 and info["hits"] == 2
+    # dask starts workers with OMP_NUM_THREADS=1; the one forward at a time uses both
+    assert info["torch_threads"] == 2
 
 
 def test_device_is_checked_before_any_work(model, coarse):
