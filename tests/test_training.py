@@ -195,3 +195,16 @@ def test_cftime_calendars_in_time_splits(hr, calendar):
     assert m.training["val_period"][0].startswith("2001-02-28")
     out = ds["tas"].dl4ds.coarsen(scale=4).dl4ds.downscale(m)
     xr.testing.assert_identical(out["time"], ds["time"])
+
+
+@pytest.mark.parametrize("adversarial", [False, True])
+def test_callback_returning_true_stops_training(hr, adversarial):
+    seen = []
+
+    def callback(epoch, values):
+        seen.append(epoch)
+        return epoch == 1  # stop after the second epoch
+
+    m = train_small(hr, epochs=5, callback=callback, adversarial=adversarial)
+    assert seen == [0, 1]
+    assert m.history.sizes["epoch"] == 2

@@ -274,7 +274,7 @@ def fit(
     checkpoint_path: str | os.PathLike[str] | None = None,
     checkpoint_every: int | None = None,
     resume: str | os.PathLike[str] | None = None,
-    callback: Callable[[int, dict[str, float]], None] | None = None,
+    callback: Callable[[int, dict[str, float]], bool | None] | None = None,
     in_memory: bool | None = None,
     loader_workers: int = 0,
     adversarial: bool = False,
@@ -347,7 +347,8 @@ def fit(
         uninterrupted run.
     callback : callable, optional
         ``callback(epoch, values)`` after every epoch (0-based epoch; values of the loss,
-        validation loss, learning rate and duration).
+        validation loss, learning rate and duration). Returning True stops training
+        after that epoch (e.g. a wall-clock budget).
     in_memory : bool, optional
         Load the (normalized) training data into memory. Default: yes for numpy-backed
         data, no for dask-backed data (e.g. ``xr.open_zarr``), whose patches are then

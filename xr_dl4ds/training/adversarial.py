@@ -165,7 +165,7 @@ def train_adversarial(
     device: str | torch.device,
     val_batches: Callable[[], Iterable[BatchLike]] | None = None,
     progress: bool = True,
-    callback: Callable[[int, dict[str, float]], None] | None = None,
+    callback: Callable[[int, dict[str, float]], bool | None] | None = None,
     early_stopping_patience: int | None = None,
     restore_best: bool = True,
 ) -> dict[str, list[float]]:
@@ -205,7 +205,7 @@ def train_adversarial(
         Show a progress bar over epochs.
     callback : callable, optional
         ``callback(epoch, last)`` after each epoch, ``last`` holding the epoch's values
-        of the history.
+        of the history; True stops training.
     early_stopping_patience : int, optional
         Stop when ``val_loss`` has not improved for this many epochs (needs
         ``val_batches``).
@@ -351,8 +351,8 @@ def train_adversarial(
                 keys = ("loss", "discriminator_loss", "val_loss")
                 bar.set_postfix({k: f"{last[k]:.4g}" for k in keys if k in last})
                 bar.update(1)
-            if callback is not None:
-                callback(epoch, last)
+            if callback is not None and callback(epoch, last):
+                break  # the callback asked to stop after this epoch
             if stop:
                 break
     finally:

@@ -266,7 +266,7 @@ def train_supervised(
     device: torch.device,
     val_batches: Callable[[], Iterable[BatchLike]] | None = None,
     rng: np.random.Generator | None = None,
-    callback: Callable[[int, dict[str, float]], None] | None = None,
+    callback: Callable[[int, dict[str, float]], bool | None] | None = None,
     resume: Mapping[str, Any] | None = None,
     fingerprint: Mapping[str, Any] | None = None,
     dist: DistContext | None = None,
@@ -284,7 +284,8 @@ def train_supervised(
         The generator ``train_batches`` draws from; its state is checkpointed so that a
         resumed run draws the same patches as an uninterrupted one.
     callback : callable, optional
-        ``callback(epoch, values)`` after each epoch (and after its checkpoint).
+        ``callback(epoch, values)`` after each epoch (and after its checkpoint); True
+        stops training.
     resume : mapping, optional
         A checkpoint from :func:`read_checkpoint`: training continues after its epoch.
     fingerprint : mapping, optional
@@ -413,8 +414,8 @@ def train_supervised(
             if bar is not None:
                 bar.set_postfix({k: f"{last[k]:.4g}" for k in ("loss", "val_loss") if k in last})
                 bar.update(1)
-            if callback is not None:
-                callback(epoch, last)
+            if callback is not None and callback(epoch, last):
+                break  # the callback asked to stop after this epoch
             if stop:
                 break
     finally:
