@@ -10,6 +10,7 @@ import sys
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -772,3 +773,194 @@ def test_python_m_help():
 def _write(path, text):
     path.write_text(text)
     return path
+
+
+# -- evaluate -----------------------------------------------------------------------------
+
+REPORT_FIGURES = ("maps.png", "metrics.png", "spectra.png")
+
+
+@pytest.fixture(scope="module")
+def prediction(files, tmp_path_factory):
+    """The model's perfect-prognosis prediction of hr.nc (downscale --coarsen)."""
+    path = tmp_path_factory.mktemp("evaluate") / "fine.nc"
+    assert (
+        run_cli("downscale", files["model"], files["hr"], path, "--coarsen", "--no-progress") == 0
+    )
+    return path
+
+
+def _check_report(out, rows, figures=REPORT_FIGURES):
+    table = pd.read_csv(out / "table.csv", index_col="name")
+    assert table.index.tolist() == rows
+    assert not table.isna().any().any()
+    md = (out / "table.md").read_text().strip().splitlines()
+    assert len(md) == 2 + len(rows) and md[0].startswith("| name | kind |")
+    for name in figures:
+        assert (out / name).stat().st_size > 5_000, name
+    with xr.open_dataset(out / "scores.nc") as scores:
+        assert scores["model"].values.tolist() == rows
+    return table
+
+
+def test_evaluate(files, prediction, tmp_path, capsys):
+    out = tmp_path / "eval"
+    args = ["evaluate", files["hr"], f"resnet={prediction}", "--scale", 4, "--out", out]
+    assert run_cli(*args, "--baselines", "bicubic,lapse_rate") == 0
+    table = _check_report(out, ["resnet", "bicubic", "lapse_rate"])
+    assert table.loc["bicubic", "skill_rmse_vs_bicubic"] == 0
+    expected = xr_dl4ds.evaluate(
+        xr.open_dataset(files["hr"]),
+        {"resnet": xr.open_dataset(prediction)},
+        scale=4,
+        baselines=["bicubic", "lapse_rate"],
+    )
+    np.testing.assert_allclose(table["rmse"], expected["rmse"].squeeze().values)
+    stdout = capsys.readouterr().out
+    assert "| resnet | model |" in stdout and "wrote table.csv, table.md" in stdout
+    # an existing report is kept unless --overwrite
+    assert run_cli(*args) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert run_cli(*args, "--overwrite", "--metrics", "rmse", "--no-figures") == 0
+    assert pd.read_csv(out / "table.csv").columns.tolist() == [
+        "name",
+        "kind",
+        "rmse",
+        "skill_rmse_vs_bicubic",
+    ]
+
+
+def test_evaluate_coarse_file_and_time_subset(files, prediction, tmp_path):
+    """--coarse gives the scale; TRUTH and --coarse follow the predictions' time steps."""
+    part = tmp_path / "part.nc"
+    xr.open_dataset(prediction).isel(time=slice(2, 5)).to_netcdf(part)
+    out = tmp_path / "eval"
+    assert run_cli("evaluate", files["hr"], part, part.parent / "x=fine.nc", "--out", out) == 2
+    assert run_cli("evaluate", files["hr"], part, "--coarse", files["lr"], "--out", out) == 0
+    table = _check_report(out, ["part", "bicubic"])
+    with xr.open_dataset(out / "scores.nc") as scores:
+        assert scores.sizes["model"] == 2
+    assert table["rmse"].gt(0).all()
+
+
+def test_evaluate_errors(files, prediction, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert run_cli("evaluate", files["hr"], prediction, prediction, "--scale", 4, "--out", out) == 2
+    assert "Two predictions are called 'fine'" in capsys.readouterr().err
+    assert run_cli("evaluate", files["hr"], prediction, "--baselines", "cubic", "--out", out) == 2
+    assert "unknown ['cubic']" in capsys.readouterr().err
+    assert not out.exists()
+
+
+# -- compare ------------------------------------------------------------------------------
+
+COMPARE_TOML = """\
+[data]
+path = "{data}"
+
+[compare]
+target = "tas"
+scale = 4
+static = ["orog", "sftlf"]
+test_time = ["2000-01-05", "2000-01-06"]
+epochs = 1
+baselines = ["bicubic", "lapse_rate"]
+metrics = ["rmse", "mae"]
+device = "cpu"
+progress = false
+patch_size = 16
+batch_size = 4
+steps_per_epoch = 2
+n_filters = 4
+n_blocks = 1
+{extra}
+[[compare.configs]]
+backbone = "resnet"
+
+[[compare.configs]]
+name = "cnn"
+backbone = "convnet"
+upsampling = "rc"
+{config_extra}
+[output]
+dir = "{out}"
+models = true
+"""
+
+
+def compare_config(tmp_path, data, out, extra="", config_extra=""):
+    text = COMPARE_TOML.format(data=data, out=out, extra=extra, config_extra=config_extra)
+    return _write(tmp_path / "compare.toml", text)
+
+
+def test_compare(files, tmp_path, capsys):
+    out = tmp_path / "report"
+    config = compare_config(tmp_path, files["hr"], out)
+    assert run_cli("compare", config) == 0
+    table = _check_report(
+        out,
+        ["resnet+spc", "cnn", "bicubic", "lapse_rate"],
+        REPORT_FIGURES + ("learning_curves.png",),
+    )
+    assert table["epochs"].tolist() == [1, 1, 0, 0]
+    assert table.loc["cnn", "backbone"] == "convnet"
+    assert xr_dl4ds.load(out / "models" / "cnn.dl4ds").config.upsampling == "rc"
+    stdout = capsys.readouterr().out
+    assert "| cnn | model | convnet | rc |" in stdout
+    # the report is not replaced without --overwrite, and that is checked before training
+    assert run_cli("compare", config) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_compare_dry_run_and_example(tmp_path, capsys):
+    config = compare_config(tmp_path, tmp_path / "missing.nc", tmp_path / "out")
+    assert run_cli("compare", config, "--dry-run", "--set", "compare.epochs=3") == 0
+    out = capsys.readouterr().out
+    assert "epochs = 3\n" in out and out.count("[[compare.configs]]") == 2
+    resolved = cli.load_config(_write(tmp_path / "resolved.toml", out))
+    assert resolved == cli.load_config(config, ["compare.epochs=3"])
+    assert not (tmp_path / "out").exists()
+    example = cli.load_config(_write(tmp_path / "example.toml", cli.EXAMPLE_COMPARE_TOML))
+    cli.validate_compare_config(example)
+    assert len(example["compare"]["configs"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("extra", "config_extra", "expected"),
+    [
+        ("", "n_filter = 4\n", r"Unknown option(s) 'n_filter' in configs[1] ('cnn')"),
+        ("", "seed = 1\n", "configs[1] ('cnn') sets 'seed', which is the same for every"),
+        ("epoch = 2\n", "", "Unknown key(s) in [compare]: 'epoch'. Did you mean: 'epoch' -> "),
+        ('lowres = "lr.nc"\n', "", "'lowres' takes data: give the file as [data] lowres_path"),
+        ("checkpoint_path = 'c.pt'\n", "", "'checkpoint_path' is not supported"),
+    ],
+)
+def test_compare_config_errors_before_opening_data(
+    tmp_path, capsys, monkeypatch, extra, config_extra, expected
+):
+    def no_open(*args, **kwargs):
+        raise AssertionError("data was opened")
+
+    monkeypatch.setattr(xr, "open_dataset", no_open)
+    config = compare_config(
+        tmp_path, tmp_path / "missing.nc", tmp_path / "out", extra, config_extra
+    )
+    assert run_cli("compare", config) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("xr-dl4ds: error: ") and expected in err
+    if "Unknown" in expected:
+        assert "n_filters" in err and "learning_rate" in err  # the valid keys are listed
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[data]\npath = "x.nc"\n[compare]\nscale = 4\n[output]\ndir = "o"\n', "needs configs"),
+        ('[data]\npath = "x.nc"\n[compare]\nconfigs = [{}]\n[output]\ndir = "o"\n', "needs scale"),
+        ('[data]\npath = "x.nc"\n[compare]\nscale = 4\nconfigs = [{}]\n', "needs dir"),
+        ('[data]\npath = "x.nc"\n[fit]\nscale = 4\n', "Unknown section(s) [fit]"),
+    ],
+)
+def test_compare_incomplete_configs(tmp_path, capsys, text, expected):
+    assert run_cli("compare", _write(tmp_path / "c.toml", text)) == 2
+    assert expected in capsys.readouterr().err

@@ -11,6 +11,7 @@ from importlib.metadata import version as _version
 
 from . import accessor as _accessor  # noqa: F401  (registers .dl4ds)
 from .baselines import interpolate
+from .comparison import compare
 from .data.pairing import Pair, pair
 from .downscaler import Downscaler, fit
 from .evaluation import evaluate
@@ -32,6 +33,7 @@ __all__ = [
     "Downscaler",
     "Pair",
     "coarsen",
+    "compare",
     "downscale",
     "evaluate",
     "fit",

@@ -1,4 +1,5 @@
-"""The ``xr-dl4ds`` command: ``fit`` and ``downscale`` for batch and HPC jobs.
+"""The ``xr-dl4ds`` command: ``fit``, ``downscale``, ``evaluate`` and ``compare`` for batch
+and HPC jobs.
 
 ``xr-dl4ds fit CONFIG`` trains a model from a TOML or YAML file with three sections:
 ``[data]`` (what to open and which part of it), ``[fit]`` (any keyword option of
@@ -13,6 +14,12 @@ samples; on a dask.distributed cluster with ``--scheduler``). A netCDF OUTPUT is
 atomically (a failure never leaves a partial file); a zarr OUTPUT is written region by
 region with :func:`xr_dl4ds.to_zarr`, marked incomplete until it is finished, and an
 interrupted run is finished with ``--resume``.
+
+``xr-dl4ds evaluate TRUTH PREDICTION... --out DIR`` scores downscaled files next to
+baselines (:func:`xr_dl4ds.evaluate`) and writes the table (CSV and Markdown) and figures;
+``xr-dl4ds compare CONFIG`` trains and scores several configurations on one split
+(:func:`xr_dl4ds.compare`) from a file with the sections ``[data]`` (as for fit),
+``[compare]`` and ``[output]``.
 
 Errors of xr_dl4ds (:class:`~xr_dl4ds.DL4DSError`, configuration errors included) are
 printed as ``xr-dl4ds: error: <message>`` and exit with status 2; anything else is a bug
@@ -47,7 +54,14 @@ import xarray as xr
 
 from .exceptions import ConfigError, DL4DSError, VariableError
 
-__all__ = ["main", "build_parser", "load_config", "validate_config", "fit_options"]
+__all__ = [
+    "main",
+    "build_parser",
+    "load_config",
+    "validate_config",
+    "validate_compare_config",
+    "fit_options",
+]
 
 PROG = "xr-dl4ds"
 SECTIONS = ("data", "fit", "output")
@@ -330,24 +344,8 @@ def _unknown_keys_message(section: str, unknown: Sequence[str], valid: Sequence[
     return f"Unknown key(s) in [{section}]: {', '.join(map(repr, unknown))}.{hint}"
 
 
-def validate_config(
-    config: Mapping[str, Any], options: Mapping[str, FitOption] | None = None
-) -> None:
-    """Check the sections, the keys and the required values; opens no file."""
-    if options is None:
-        options = fit_options()
-    unknown = sorted(set(config) - set(SECTIONS))
-    if unknown:
-        raise ConfigError(
-            f"Unknown section(s) {', '.join(f'[{s}]' for s in unknown)}. "
-            f"Valid sections: {', '.join(f'[{s}]' for s in SECTIONS)}."
-        )
-    for section in SECTIONS:
-        value = config.get(section, {})
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"[{section}] must be a table of keys, got {value!r}.")
-
-    data = config.get("data", {})
+def _validate_data_section(data: Mapping[str, Any], options: Mapping[str, FitOption]) -> None:
+    """Check the [data] section (shared by fit and compare); opens no file."""
     data_keys = _data_keys(options)
     unknown = sorted(set(data) - set(data_keys))
     if unknown:
@@ -366,6 +364,26 @@ def validate_config(
                 f"[data] {key} must be a table of dimension = value, e.g. "
                 f"{key} = {{time = [...]}}, got {data[key]!r}."
             )
+
+
+def validate_config(
+    config: Mapping[str, Any], options: Mapping[str, FitOption] | None = None
+) -> None:
+    """Check the sections, the keys and the required values; opens no file."""
+    if options is None:
+        options = fit_options()
+    unknown = sorted(set(config) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(
+            f"Unknown section(s) {', '.join(f'[{s}]' for s in unknown)}. "
+            f"Valid sections: {', '.join(f'[{s}]' for s in SECTIONS)}."
+        )
+    for section in SECTIONS:
+        value = config.get(section, {})
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"[{section}] must be a table of keys, got {value!r}.")
+
+    _validate_data_section(config.get("data", {}), options)
 
     fit = config.get("fit", {})
     settable = [n for n, o in options.items() if o.settable]
@@ -793,6 +811,36 @@ def _fit_kwargs(fit_cfg: Mapping[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+def _open_inputs(
+    stack: contextlib.ExitStack,
+    data: Mapping[str, Any],
+    kwargs: dict[str, Any],
+    options: Mapping[str, FitOption],
+) -> xr.Dataset:
+    """Open [data] path (selected) and put the data of every ``<option>_path`` into
+    ``kwargs`` (variables picked by ``kwargs[option]`` when set); the files stay open
+    until ``stack`` closes."""
+    chunks = data.get("chunks", _UNSET)
+    engine = data.get("engine")
+    isel, sel = data.get("isel", {}), data.get("sel", {})
+    ds = stack.enter_context(
+        open_data(data["path"], engine=engine, chunks=chunks, what="[data] path")
+    )
+    obj = _select(ds, isel, sel, strict=True, what=f"{data['path']!r}")
+    for opt in options.values():
+        key = f"{opt.name}_path"
+        if not opt.takes_data or key not in data:
+            continue
+        extra = stack.enter_context(
+            open_data(data[key], engine=engine, chunks=chunks, what=f"[data] {key}")
+        )
+        extra = _select(extra, {}, sel, strict=False, what=f"{data[key]!r}")
+        if kwargs.get(opt.name) is not None:  # variable names picked from that file
+            extra = _subset(extra, kwargs[opt.name], f"[data] {key} {data[key]!r}")
+        kwargs[opt.name] = extra
+    return obj
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     options = fit_options()
     config = load_config(args.config, args.set)
@@ -813,25 +861,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     import xr_dl4ds
 
     kwargs = _fit_kwargs(fit_cfg)
-    chunks = data.get("chunks", _UNSET)
-    engine = data.get("engine")
-    isel, sel = data.get("isel", {}), data.get("sel", {})
     with contextlib.ExitStack() as stack:
-        ds = stack.enter_context(
-            open_data(data["path"], engine=engine, chunks=chunks, what="[data] path")
-        )
-        obj = _select(ds, isel, sel, strict=True, what=f"{data['path']!r}")
-        for opt in options.values():
-            key = f"{opt.name}_path"
-            if not opt.takes_data or key not in data:
-                continue
-            extra = stack.enter_context(
-                open_data(data[key], engine=engine, chunks=chunks, what=f"[data] {key}")
-            )
-            extra = _select(extra, {}, sel, strict=False, what=f"{data[key]!r}")
-            if kwargs.get(opt.name) is not None:  # variable names picked from that file
-                extra = _subset(extra, kwargs[opt.name], f"[data] {key} {data[key]!r}")
-            kwargs[opt.name] = extra
+        obj = _open_inputs(stack, data, kwargs, options)
         model = xr_dl4ds.fit(obj, **kwargs)
 
     if main_process:
@@ -1181,6 +1212,385 @@ def _cmd_downscale(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------------
+# evaluate and compare
+# ----------------------------------------------------------------------------------------
+
+COMPARE_SECTIONS = ("data", "compare", "output")
+_COMPARE_OUTPUT_KEYS = ("dir", "models")
+#: Arguments of xr_dl4ds.compare that a [compare] section does not set: the data (given
+#: in [data]) and the outputs (given in [output]).
+_COMPARE_NOT_IN_FILE = frozenset({"orography", "output_dir", "save_models"})
+#: What evaluate and compare write into their output directory.
+_REPORT_FILES = (
+    "table.csv",
+    "table.md",
+    "scores.nc",
+    "maps.png",
+    "metrics.png",
+    "spectra.png",
+    "learning_curves.png",
+)
+
+EXAMPLE_COMPARE_TOML = """\
+# compare.toml -- four configurations on the bundled ERA5 t2m sample, x4
+[data]
+path = "era5_t2m.nc"
+isel = {lat = [0, 180]}           # 181 latitudes: keep a multiple of the scale
+
+[compare]
+target = "t2m"
+scale = 4
+static = ["orography", "lsm"]
+test_fraction = 0.25              # the last 6 of 24 steps (or test_time = [a, b])
+epochs = 10                       # the same budget for all (or time_budget = 120, seconds)
+seed = 0
+baselines = ["bicubic", "lapse_rate"]
+batch_size = 16                   # any other key: a fit option shared by every configuration
+patch_size = 64
+steps_per_epoch = 12
+n_filters = 8
+
+[[compare.configs]]               # one table per configuration: fit options, and a name
+backbone = "resnet"
+
+[[compare.configs]]
+backbone = "unet"
+upsampling = "pin"
+
+[[compare.configs]]
+name = "resnet-rc-mse"
+backbone = "resnet"
+upsampling = "rc"
+loss = "mse"
+
+[output]
+dir = "compare_t2m"               # table.csv, table.md, scores.nc and figures (png)
+models = false                    # true: also models/<name>.dl4ds
+"""
+
+
+def compare_arguments() -> list[str]:
+    """The keys of [compare] that are arguments of :func:`xr_dl4ds.compare` (read from its
+    signature), ``configs`` first."""
+    from .comparison import compare
+
+    names = [
+        n
+        for n, p in inspect.signature(compare).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in _COMPARE_NOT_IN_FILE
+    ]
+    return ["configs", *names]
+
+
+def validate_compare_config(
+    config: Mapping[str, Any], options: Mapping[str, FitOption] | None = None
+) -> None:
+    """Check a ``compare`` configuration (sections, keys, every configuration's options and
+    the required values); opens no file."""
+    from .comparison import _UNSUPPORTED, _check_configs
+
+    if options is None:
+        options = fit_options()
+    unknown = sorted(set(config) - set(COMPARE_SECTIONS))
+    if unknown:
+        raise ConfigError(
+            f"Unknown section(s) {', '.join(f'[{s}]' for s in unknown)}. "
+            f"Valid sections: {', '.join(f'[{s}]' for s in COMPARE_SECTIONS)}."
+        )
+    for section in COMPARE_SECTIONS:
+        value = config.get(section, {})
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"[{section}] must be a table of keys, got {value!r}.")
+    _validate_data_section(config.get("data", {}), options)
+
+    settings = dict(config.get("compare", {}))
+    own = compare_arguments()
+    problems = []
+    for key in sorted(settings):
+        opt = options.get(key)
+        if key in own or opt is None:
+            continue
+        if opt.kind == "data":
+            problems.append(f"{key!r} takes data: give the file as [data] {key}_path")
+        elif opt.kind == "python":
+            problems.append(f"{key!r} takes a Python callable and cannot be set from a file")
+        elif key in _UNSUPPORTED:
+            problems.append(f"{key!r} is not supported: {_UNSUPPORTED[key]}")
+    if problems:
+        raise ConfigError(f"In [compare]: {'; '.join(problems)}.")
+    shared = [
+        n for n, o in options.items() if o.settable and n not in own and n not in _UNSUPPORTED
+    ]
+    unknown = sorted(set(settings) - set(own) - set(shared))
+    if unknown:
+        raise ConfigError(
+            _unknown_keys_message("compare", unknown, own + shared)
+            + f" Valid keys in [compare]: arguments of xr_dl4ds.compare: {', '.join(own)}; "
+            f"fit options shared by every configuration: {', '.join(shared)}."
+        )
+    if settings.get("scale") is None:
+        raise ConfigError("[compare] needs scale = <refinement factor>, e.g. scale = 4.")
+    configs = settings.get("configs")
+    if not isinstance(configs, list) or not configs:
+        raise ConfigError(
+            "[compare] needs configs: a list of tables of fit options, one per configuration, "
+            'e.g. [[compare.configs]] backbone = "resnet" (TOML) or configs: [{backbone: '
+            "resnet}] (YAML)."
+        )
+    _check_configs(configs, {k: v for k, v in settings.items() if k in shared})
+
+    output = config.get("output", {})
+    unknown = sorted(set(output) - set(_COMPARE_OUTPUT_KEYS))
+    if unknown:
+        raise ConfigError(
+            _unknown_keys_message("output", unknown, _COMPARE_OUTPUT_KEYS)
+            + f" Valid keys in [output]: {', '.join(_COMPARE_OUTPUT_KEYS)}."
+        )
+    if not isinstance(output.get("dir"), str) or not output["dir"]:
+        raise ConfigError(
+            '[output] needs dir = "<directory>" (for table.csv, table.md and the figures).'
+        )
+    if not isinstance(output.get("models", False), bool):
+        raise ConfigError(f"[output] models must be true or false, got {output['models']!r}.")
+
+
+def format_compare_config(config: Mapping[str, Any]) -> str:
+    """A ``compare`` configuration as TOML (the configurations as ``[[compare.configs]]``)."""
+    out = []
+    for section in COMPARE_SECTIONS:
+        values = dict(config.get(section, {}))
+        configs = values.pop("configs", None) if section == "compare" else None
+        out.append(f"[{section}]")
+        out += [f"{_toml_key(k)} = {toml_value(v)}" for k, v in values.items()]
+        out.append("")
+        for c in configs or []:
+            out.append("[[compare.configs]]")
+            out += [f"{_toml_key(k)} = {toml_value(v)}" for k, v in c.items()]
+            out.append("")
+    return "\n".join(out)
+
+
+def _check_report_dir(path: str | os.PathLike[str], overwrite: bool) -> None:
+    """Refuse an output directory that already holds a table or figures, unless
+    ``overwrite``."""
+    if overwrite or not os.path.lexists(path):
+        return
+    if not os.path.isdir(path):
+        raise ConfigError(f"The output directory {os.fspath(path)!r} exists and is not one.")
+    found = [f for f in _REPORT_FILES if os.path.lexists(os.path.join(path, f))]
+    if found:
+        raise ConfigError(
+            f"The output directory {os.fspath(path)!r} already holds {', '.join(found)}. Pass "
+            "--overwrite to replace them, or choose another directory."
+        )
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    options = fit_options()
+    config = load_config(args.config, args.set)
+    validate_compare_config(config, options)
+    output = config["output"]
+    _check_report_dir(output["dir"], args.overwrite)
+    if args.dry_run:
+        print(format_compare_config(config), end="")
+        return 0
+    print(f"# {PROG} compare {args.config}: configuration\n{format_compare_config(config)}")
+
+    import xr_dl4ds
+
+    from .comparison import to_markdown
+
+    kwargs = _fit_kwargs(config.get("compare", {}))
+    if "test_time" in kwargs:
+        kwargs["test_time"] = _as_slice(kwargs["test_time"])
+    configs = kwargs.pop("configs")
+    with contextlib.ExitStack() as stack:
+        obj = _open_inputs(stack, config.get("data", {}), kwargs, options)
+        table = xr_dl4ds.compare(
+            obj,
+            configs,
+            output_dir=output["dir"],
+            save_models=bool(output.get("models", False)),
+            **kwargs,
+        )
+    print(to_markdown(table))
+    written = [f for f in _REPORT_FILES if os.path.exists(os.path.join(output["dir"], f))]
+    models = " and models/" if output.get("models") else ""
+    print(f"{PROG}: wrote {', '.join(written)}{models} in {output['dir']!r}", flush=True)
+    return 0
+
+
+def _prediction_paths(items: Sequence[str]) -> dict[str, str]:
+    """``{name: path}`` of the PREDICTION arguments (``NAME=PATH`` or ``PATH``, named
+    after the file)."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or os.path.exists(item):
+            name, path = Path(item.rstrip("/\\")).stem, item
+        name = name.strip()
+        if name in out:
+            raise ConfigError(
+                f"Two predictions are called {name!r} ({out[name]!r} and {path!r}); name them "
+                "with NAME=PATH, e.g. resnet=a/fine.nc unet=b/fine.nc."
+            )
+        out[name] = path
+    return out
+
+
+def _names_list(text: str | None, what: str) -> list[str] | None:
+    """``"a,b"`` -> ``["a", "b"]``; ``"none"`` -> ``[]``; None -> None (the default)."""
+    if text is None:
+        return None
+    if text.strip().lower() in _NONE_STRINGS or not text.strip():
+        return []
+    names = [n.strip() for n in text.split(",")]
+    if not all(names):
+        raise ConfigError(f"{what} {text!r}: expected names separated by commas, e.g. a,b.")
+    return names
+
+
+def _at_times(obj: xr.Dataset, like: xr.Dataset, what: str) -> xr.Dataset:
+    """``obj`` at the time steps of ``like`` when both have them (else ``obj``)."""
+    from .data.pairing import get_time_dim
+
+    t = get_time_dim(like)
+    if t is None or t not in obj.dims or t not in obj.coords or t not in like.coords:
+        return obj
+    if obj.sizes[t] == like.sizes[t] and obj.indexes[t].equals(like.indexes[t]):
+        return obj
+    missing = ~like.indexes[t].isin(obj.indexes[t])
+    if missing.any():
+        first = like.indexes[t][missing][0]
+        raise ConfigError(
+            f"{what} lacks {int(missing.sum())} of the predictions' {like.sizes[t]} time steps "
+            f"(the first: {first}). Evaluate over a period that both cover."
+        )
+    return obj.sel({t: like.indexes[t]})
+
+
+def _orography_arg(value: str | None, truth: xr.Dataset) -> xr.DataArray | None:
+    if value is None:
+        from .comparison import _find_orography
+
+        return _find_orography(truth, None)
+    if value in truth.data_vars:
+        return truth[value]
+    if not os.path.exists(value):
+        raise VariableError(
+            f"--orography {value!r} is neither a variable of TRUTH (it has "
+            f"{sorted(map(str, truth.data_vars))}) nor a file."
+        )
+    from .comparison import _find_orography
+
+    ds = open_data(value, what="--orography")
+    found = _find_orography(ds, None)
+    if found is None and len(ds.data_vars) == 1:
+        found = next(iter(ds.data_vars.values()))
+    if found is None:
+        raise VariableError(
+            f"--orography {value!r}: cannot tell which variable is the orography among "
+            f"{sorted(map(str, ds.data_vars))}; give it standard_name = 'surface_altitude' or "
+            "the name 'orog'."
+        )
+    return found
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import xr_dl4ds
+
+    from .baselines import BASELINES
+    from .comparison import (
+        baseline_fields,
+        scores_to_frame,
+        to_markdown,
+        write_figures,
+        write_table,
+    )
+    from .evaluation import _infer_scale
+
+    _check_report_dir(args.out, args.overwrite)
+    paths = _prediction_paths(args.predictions)
+    base_names = _names_list(args.baselines, "--baselines")
+    if base_names is None:
+        base_names = ["bicubic"]
+    unknown = [b for b in base_names if b not in BASELINES]
+    if unknown:
+        raise ConfigError(f"--baselines: unknown {unknown}; choose from {', '.join(BASELINES)}.")
+    metrics = _names_list(args.metrics, "--metrics")
+    with contextlib.ExitStack() as stack:
+        truth = stack.enter_context(open_data(args.truth, engine=args.engine, what="TRUTH"))
+        preds = {
+            name: stack.enter_context(open_data(p, engine=args.engine, what=f"PREDICTION {p!r}"))
+            for name, p in paths.items()
+        }
+        first_name, first = next(iter(preds.items()))
+        y, x = xr_dl4ds.get_spatial_dims(truth)
+        names = args.variable or [
+            str(n)
+            for n, v in first.data_vars.items()
+            if {y, x} <= set(v.dims) and n in truth.data_vars
+        ]
+        if not names:
+            raise VariableError(
+                f"PREDICTION {paths[first_name]!r} has no variable of TRUTH on the grid: it "
+                f"has {sorted(map(str, first.data_vars))}, TRUTH "
+                f"{sorted(map(str, truth.data_vars))}. Pass --variable NAME."
+            )
+        preds = {k: _subset(v, names, f"PREDICTION {paths[k]!r}").load() for k, v in preds.items()}
+        orography = (
+            _orography_arg(args.orography, truth)
+            if "lapse_rate" in base_names or args.orography
+            else None
+        )
+        truth_vars = _at_times(
+            _subset(truth, names, f"TRUTH {args.truth!r}"), preds[first_name], "TRUTH"
+        ).load()
+        coarse = None
+        if args.coarse is not None:
+            coarse_ds = stack.enter_context(
+                open_data(args.coarse, engine=args.engine, what="--coarse")
+            )
+            coarse = _at_times(
+                _subset(coarse_ds, names, f"--coarse {args.coarse!r}"), truth_vars, "--coarse"
+            ).load()
+        scores = xr_dl4ds.evaluate(
+            truth_vars,
+            preds,
+            coarse=coarse,
+            scale=args.scale,
+            baselines=base_names,
+            orography=orography,
+            metrics=metrics,
+        )
+    table = scores_to_frame(scores)
+    write_table(table, args.out)
+    scores.to_netcdf(Path(args.out) / "scores.nc")
+    if args.figures:
+        scale = args.scale
+        if scale is None and base_names:
+            scale = _infer_scale(truth_vars, coarse, preds, y, x)
+        base_fields: dict[str, xr.Dataset] = {}
+        if base_names and scale is not None:
+            source = coarse if coarse is not None else xr_dl4ds.coarsen(truth_vars, scale)
+            base_fields, _ = baseline_fields(
+                source, base_names, scale=scale, orography=orography, spatial_dims=(y, x)
+            )
+        write_figures(
+            args.out,
+            scores=scores,
+            truth=truth_vars,
+            predictions=preds,
+            baselines=base_fields,
+            coarse=coarse,
+        )
+    print(to_markdown(table))
+    written = [f for f in _REPORT_FILES if os.path.exists(os.path.join(args.out, f))]
+    print(f"{PROG}: wrote {', '.join(written)} in {args.out!r}", flush=True)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------
 # the parser
 # ----------------------------------------------------------------------------------------
 
@@ -1297,11 +1707,17 @@ def build_parser() -> argparse.ArgumentParser:
                   train a model from a TOML/YAML configuration
               {PROG} downscale MODEL INPUT OUTPUT [options]
                   downscale a netCDF file or zarr store with a trained model
+              {PROG} evaluate TRUTH PREDICTION [PREDICTION ...] --out DIR [options]
+                  score downscaled files next to baselines: table and figures
+              {PROG} compare CONFIG [--set KEY=VALUE ...] [--dry-run]
+                  train and score several configurations on one split
 
             examples:
               {PROG} fit config.toml --set fit.epochs=3 --dry-run
               torchrun --nproc-per-node=4 -m xr_dl4ds fit config.toml
               {PROG} downscale t2m.dl4ds gcm_t2m.nc t2m_fine.zarr --chunks time=8
+              {PROG} evaluate era5_test.nc t2m_fine.nc --scale 4 --out evaluation
+              {PROG} compare compare.toml --set compare.time_budget=60
 
             Errors in the data or the configuration print '{PROG}: error: ...' and exit
             with status 2. '{PROG} COMMAND --help' documents each command.
@@ -1511,6 +1927,149 @@ def build_parser() -> argparse.ArgumentParser:
         "complete, start it if it does not exist",
     )
     p_ds.set_defaults(func=_cmd_downscale)
+
+    p_ev = sub.add_parser(
+        "evaluate",
+        help="score downscaled files against the truth, next to baselines",
+        description=textwrap.dedent(
+            """\
+            Score one or several PREDICTION files (netCDF or zarr, e.g. written by
+            downscale) against TRUTH (high-resolution netCDF or zarr) with
+            xr_dl4ds.evaluate, next to baselines computed from the coarse input (--coarse
+            FILE, or the block mean of TRUTH at --scale N), on the same cells, and write
+            into --out DIR:
+
+              table.csv, table.md   one row per prediction and baseline: every metric and
+                                    the skill over each baseline (Markdown rounded)
+              scores.nc             the same scores as an xarray Dataset
+              maps.png              coarse input, baselines, predictions, truth and errors
+                                    at the first time step
+              metrics.png           bars of the RMSE and of its skill over each baseline
+              spectra.png           power spectra averaged over time
+
+            The variables scored are those of the first PREDICTION that TRUTH has
+            (--variable to choose). TRUTH and --coarse are restricted to the predictions'
+            time steps. The scale is read from --scale, from --coarse, or from the 'source'
+            attribute that downscale writes.
+            """
+        ),
+        epilog=textwrap.dedent(
+            f"""\
+            examples:
+              {PROG} evaluate era5_test.nc resnet_fine.nc --scale 4 --out eval
+              {PROG} evaluate era5_test.nc resnet=a/fine.nc unet=b/fine.nc \\
+                  --coarse era5_test_4deg.nc --baselines bicubic,lapse_rate --out eval
+            """
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p_ev.add_argument("truth", metavar="TRUTH", help="high-resolution truth: netCDF or .zarr")
+    p_ev.add_argument(
+        "predictions",
+        metavar="PREDICTION",
+        nargs="+",
+        help="downscaled file(s) on TRUTH's grid, as NAME=PATH or PATH (named after the file)",
+    )
+    p_ev.add_argument(
+        "--out", metavar="DIR", required=True, help="directory for the table and figures"
+    )
+    scale_group = p_ev.add_mutually_exclusive_group()
+    scale_group.add_argument(
+        "--coarse",
+        metavar="FILE",
+        help="the coarse input of the baselines (e.g. what was downscaled)",
+    )
+    scale_group.add_argument(
+        "--scale",
+        metavar="N",
+        type=_int_arg(2),
+        help="the baselines interpolate the block mean of TRUTH at this scale",
+    )
+    p_ev.add_argument(
+        "--baselines",
+        metavar="NAMES",
+        help="comma-separated baselines among bicubic, bilinear, nearest, lapse_rate "
+        "(default: bicubic; 'none': no baseline)",
+    )
+    p_ev.add_argument(
+        "--metrics",
+        metavar="NAMES",
+        help="comma-separated metrics (default: rmse, mae, bias, pearson_r, spearman_r, "
+        "ssim, psnr)",
+    )
+    p_ev.add_argument(
+        "--variable",
+        metavar="NAME",
+        action="append",
+        help="variable to score (repeatable; default: those of the first PREDICTION that "
+        "TRUTH has)",
+    )
+    p_ev.add_argument(
+        "--orography",
+        metavar="NAME|FILE",
+        help="high-resolution orography for lapse_rate: a variable of TRUTH or a file "
+        "(default: TRUTH's variable with standard_name surface_altitude, or orog)",
+    )
+    p_ev.add_argument("--engine", help="xarray engine for the input files (default: from the path)")
+    p_ev.add_argument(
+        "--figures",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="write the figures (default: on; needs matplotlib)",
+    )
+    p_ev.add_argument(
+        "--overwrite", action="store_true", help="replace the table and figures in DIR"
+    )
+    p_ev.set_defaults(func=_cmd_evaluate)
+
+    p_cmp = sub.add_parser(
+        "compare",
+        help="train and score several configurations on one split (TOML/YAML)",
+        description=textwrap.dedent(
+            """\
+            Train several configurations on the same split, with the same seed and budget,
+            and score them next to baselines on the same test period (xr_dl4ds.compare).
+            The configuration file (TOML, or YAML with PyYAML) has three sections:
+
+              [data]     as for fit: path, engine, chunks, isel, sel, <option>_path
+              [compare]  arguments of xr_dl4ds.compare: target, scale, static, test_time
+                         ([a, b]: a range of labels) or test_fraction, epochs or
+                         time_budget (seconds per configuration), seed, baselines,
+                         metrics, device, progress; any other key is a fit option shared
+                         by every configuration (batch_size, patch_size, n_filters...);
+                         configs: the list of configurations, each a table of fit
+                         options ([[compare.configs]] in TOML) with an optional name
+              [output]   dir (required): table.csv, table.md, scores.nc, maps.png,
+                         metrics.png, spectra.png, learning_curves.png;
+                         models = true: also models/<name>.dl4ds
+
+            Unknown keys, in [compare] and in every configuration, are errors that list the
+            valid ones, found before any data is opened. With several GPUs the
+            configurations train at the same time, one process per GPU.
+            """
+        ),
+        epilog="example configuration:\n\n" + textwrap.indent(EXAMPLE_COMPARE_TOML, "  "),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p_cmp.add_argument("config", metavar="CONFIG", help="configuration file (.toml, .yaml, .yml)")
+    p_cmp.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override a configuration value, e.g. --set compare.epochs=3 (repeatable)",
+    )
+    p_cmp.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate the configuration, print it and exit without opening any data",
+    )
+    p_cmp.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the table and figures in [output] dir (checked before training)",
+    )
+    p_cmp.set_defaults(func=_cmd_compare)
     return parser
 
 
