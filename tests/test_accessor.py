@@ -3,6 +3,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import xarray as xr
 
 import xr_dl4ds
@@ -43,3 +44,19 @@ def test_import_is_cheap():
     code = "import sys, xr_dl4ds; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_submodules_are_attributes_of_the_package():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, xr_dl4ds; ds = xr_dl4ds.tutorial.open_dataset('era5_t2m'); "
+        "assert 'torch' not in sys.modules and 'matplotlib' not in sys.modules; "
+        "assert xr_dl4ds.metrics.rmse is not None; print(ds.sizes['lat'])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "181"
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        xr_dl4ds.nope  # noqa: B018

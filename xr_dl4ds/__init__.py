@@ -46,3 +46,18 @@ __all__ = [
     "to_zarr",
     "__version__",
 ]
+
+# submodules reachable as attributes without importing them all up front (``plot`` needs
+# matplotlib, ``models`` torch): ``xr_dl4ds.tutorial.open_dataset(...)`` after
+# ``import xr_dl4ds``
+_SUBMODULES = frozenset(
+    {"baselines", "cf", "metrics", "models", "plot", "testing", "tutorial", "writing"}
+)
+
+
+def __getattr__(name: str) -> object:
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
