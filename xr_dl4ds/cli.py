@@ -366,23 +366,27 @@ def _validate_data_section(data: Mapping[str, Any], options: Mapping[str, FitOpt
             )
 
 
+def _check_sections(config: Mapping[str, Any], sections: Sequence[str]) -> None:
+    """Only known sections, each a table of keys."""
+    unknown = sorted(set(config) - set(sections))
+    if unknown:
+        raise ConfigError(
+            f"Unknown section(s) {', '.join(f'[{s}]' for s in unknown)}. "
+            f"Valid sections: {', '.join(f'[{s}]' for s in sections)}."
+        )
+    for section in sections:
+        value = config.get(section, {})
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"[{section}] must be a table of keys, got {value!r}.")
+
+
 def validate_config(
     config: Mapping[str, Any], options: Mapping[str, FitOption] | None = None
 ) -> None:
     """Check the sections, the keys and the required values; opens no file."""
     if options is None:
         options = fit_options()
-    unknown = sorted(set(config) - set(SECTIONS))
-    if unknown:
-        raise ConfigError(
-            f"Unknown section(s) {', '.join(f'[{s}]' for s in unknown)}. "
-            f"Valid sections: {', '.join(f'[{s}]' for s in SECTIONS)}."
-        )
-    for section in SECTIONS:
-        value = config.get(section, {})
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"[{section}] must be a table of keys, got {value!r}.")
-
+    _check_sections(config, SECTIONS)
     _validate_data_section(config.get("data", {}), options)
 
     fit = config.get("fit", {})
@@ -1291,16 +1295,7 @@ def validate_compare_config(
 
     if options is None:
         options = fit_options()
-    unknown = sorted(set(config) - set(COMPARE_SECTIONS))
-    if unknown:
-        raise ConfigError(
-            f"Unknown section(s) {', '.join(f'[{s}]' for s in unknown)}. "
-            f"Valid sections: {', '.join(f'[{s}]' for s in COMPARE_SECTIONS)}."
-        )
-    for section in COMPARE_SECTIONS:
-        value = config.get(section, {})
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"[{section}] must be a table of keys, got {value!r}.")
+    _check_sections(config, COMPARE_SECTIONS)
     _validate_data_section(config.get("data", {}), options)
 
     settings = dict(config.get("compare", {}))
