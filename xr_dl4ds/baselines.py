@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import numpy as np
 import xarray as xr
 
+from .cf import VALUE_ATTRS
 from .exceptions import ConfigError, GridError, ScaleError, UnitsError, VariableError
 from .grid import (
     check_scale,
@@ -52,21 +53,6 @@ BASELINES = (*INTERPOLATION_METHODS, "lapse_rate")
 
 #: Standard-atmosphere temperature lapse rate, K per m (temperature falls with height).
 LAPSE_RATE = -0.0065
-
-# attrs that describe the stored coarse values, not the interpolated ones
-_VALUE_ATTRS = frozenset(
-    {
-        "_FillValue",
-        "missing_value",
-        "scale_factor",
-        "add_offset",
-        "_Unsigned",
-        "valid_range",
-        "valid_min",
-        "valid_max",
-        "actual_range",
-    }
-)
 
 
 def _interp_kernel(arr: np.ndarray, *, scale: int, method: str, halo: int) -> np.ndarray:
@@ -170,7 +156,7 @@ def interpolate(
             .rename({"_y_hr": y, "_x_hr": x})
             .transpose(*dims)
         )
-        out.attrs = {k: v for k, v in da.attrs.items() if k not in _VALUE_ATTRS}
+        out.attrs = {k: v for k, v in da.attrs.items() if k not in VALUE_ATTRS}
         return out.assign_coords({k: v for k, v in coords.items() if set(v.dims) <= set(out.dims)})
 
     if isinstance(coarse, xr.DataArray):

@@ -45,8 +45,8 @@ FILL_VALUE = np.float32(1e20)
 
 CONVENTIONS = "CF-1.8"
 
-# attrs of the input variables that describe its stored (coarse) values, not the output
-_DROP_ATTRS = frozenset(
+#: attrs that describe a variable's stored (coarse) values, not values derived from them
+VALUE_ATTRS = frozenset(
     {
         "_FillValue",
         "missing_value",
@@ -57,14 +57,17 @@ _DROP_ATTRS = frozenset(
         "valid_min",
         "valid_max",
         "actual_range",
-        "cell_measures",
-        "ancillary_variables",
-        "coordinates",
-        "bounds",
-        "grid_mapping",
-        "chunksizes",
     }
 )
+# attrs of the input variables that do not carry over to the output
+_DROP_ATTRS = VALUE_ATTRS | {
+    "cell_measures",
+    "ancillary_variables",
+    "coordinates",
+    "bounds",
+    "grid_mapping",
+    "chunksizes",
+}
 # encodings that say what a value means (kept); storage layout ones are dropped, since
 # they may not fit the output's shape or dask chunks (zarr refuses such a "chunks")
 _KEEP_ENCODING = ("units", "calendar", "dtype", "_FillValue", "missing_value")

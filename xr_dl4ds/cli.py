@@ -32,7 +32,6 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
-import difflib
 import glob
 import importlib
 import inspect
@@ -52,7 +51,7 @@ from typing import Any, Literal
 
 import xarray as xr
 
-from .exceptions import ConfigError, DL4DSError, VariableError
+from .exceptions import ConfigError, DL4DSError, VariableError, did_you_mean
 
 __all__ = [
     "main",
@@ -335,12 +334,7 @@ def load_config(
 
 
 def _unknown_keys_message(section: str, unknown: Sequence[str], valid: Sequence[str]) -> str:
-    hints = []
-    for key in unknown:
-        close = difflib.get_close_matches(key, valid, n=1)
-        if close:
-            hints.append(f"{key!r} -> {close[0]!r}?")
-    hint = f" Did you mean: {', '.join(hints)}" if hints else ""
+    hint = did_you_mean(unknown, valid)
     return f"Unknown key(s) in [{section}]: {', '.join(map(repr, unknown))}.{hint}"
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
-import difflib
 import math
 import os
 import re
@@ -32,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from .exceptions import ConfigError, DataError, DL4DSError
+from .exceptions import ConfigError, DataError, DL4DSError, did_you_mean
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -111,12 +110,7 @@ def _option_kinds() -> dict[str, str]:
 
 
 def _unknown(where: str, keys: Sequence[str], valid: Sequence[str]) -> ConfigError:
-    hints = []
-    for key in keys:
-        close = difflib.get_close_matches(key, valid, n=1)
-        if close:
-            hints.append(f"{key!r} -> {close[0]!r}?")
-    hint = f" Did you mean: {', '.join(hints)}" if hints else ""
+    hint = did_you_mean(keys, valid)
     return ConfigError(
         f"Unknown option(s) {', '.join(map(repr, keys))} in {where}.{hint} Valid options: "
         f"{', '.join(valid)}."

@@ -7,6 +7,8 @@ Messages say what was received, what is allowed and how to fix it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "DL4DSError",
     "DL4DSWarning",
@@ -70,3 +72,16 @@ class RegistryError(DL4DSError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+def did_you_mean(keys: Sequence[str], valid: Sequence[str]) -> str:
+    """`` Did you mean: 'n_filter' -> 'n_filters'?`` for the keys close to a valid one
+    (empty when none is)."""
+    import difflib
+
+    hints = []
+    for key in keys:
+        close = difflib.get_close_matches(key, valid, n=1)
+        if close:
+            hints.append(f"{key!r} -> {close[0]!r}?")
+    return f" Did you mean: {', '.join(hints)}" if hints else ""
