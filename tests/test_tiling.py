@@ -553,3 +553,27 @@ def test_receptive_field_argument_errors() -> None:
         receptive_field("resnet")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="no integer scale"):
         tile_alignment(nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("tile", [None, (5, 6)])
+def test_output_affine_denormalizes_each_channel(tile) -> None:
+    torch.manual_seed(0)
+    net = create_model(
+        "resnet", scale=2, n_filters=4, n_blocks=1, in_channels=2, out_channels=2
+    ).eval()
+    x = torch.rand(3, 2, 9, 11)
+    plain = tiled_forward(net, x, tile=tile, batch_size=2)
+    std, mean = [2.0, 0.5], [273.15, -1.0]
+    out = tiled_forward(net, x, tile=tile, batch_size=2, output_affine=(std, mean))
+    assert out.dtype == torch.float32 and out.shape == (3, 2, 18, 22)
+    expected = plain * torch.tensor(std).reshape(2, 1, 1) + torch.tensor(mean).reshape(2, 1, 1)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("affine", [([1.0], [0.0, 1.0]), ([1.0, 2.0, 3.0],) * 2, "std"])
+def test_output_affine_must_match_the_output_channels(affine) -> None:
+    net = create_model(
+        "resnet", scale=2, n_filters=4, n_blocks=1, in_channels=2, out_channels=2
+    ).eval()
+    with pytest.raises(ConfigError, match=r"output_affine=.*one number per output channel \(2\)"):
+        tiled_forward(net, torch.rand(1, 2, 4, 4), output_affine=affine)

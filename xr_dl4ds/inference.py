@@ -250,8 +250,10 @@ def _forward(
     settings: _Settings,
     hr_offset: tuple[int, int] | None,
     seed: int | None,
+    affine: tuple[np.ndarray, np.ndarray],
 ) -> np.ndarray:
-    """(N, [T,] C, h, w) normalized input (static channels not yet added) -> output."""
+    """(N, [T,] C, h, w) normalized input (static channels not yet added) -> the output
+    denormalized by ``affine`` (std, mean) on the network's device."""
     from .models.tiling import tiled_forward
 
     lead = x.shape[:-3]
@@ -269,8 +271,9 @@ def _forward(
             periodic=settings.periodic,
             batch_size=settings.batch_size,
             seed=seed,
+            output_affine=affine,
         )
-    return np.asarray(out.numpy(), np.float32)
+    return out.numpy()
 
 
 def _use_worker_threads(net: Any) -> None:
@@ -330,9 +333,13 @@ def _member_outputs(
         hr_offset = None
         if model.config.localcon and settings.offset is not None:
             hr_offset = (settings.offset[0] * model.scale, settings.offset[1] * model.scale)
+        affine = (
+            np.array([model.stats[t].std for t in model.target], np.float32),
+            np.array([model.stats[t].mean for t in model.target], np.float32),
+        )
         for r in range(settings.samples):
             if settings.seed is None:
-                y = _forward(net, x, st_lr, st_hr, settings, hr_offset, None)
+                y = _forward(net, x, st_lr, st_hr, settings, hr_offset, None, affine)
             else:  # Monte-Carlo: each sample's noise depends on its own values only
                 y = np.concatenate(
                     [
@@ -344,14 +351,11 @@ def _member_outputs(
                             settings,
                             hr_offset,
                             _sample_seed(settings.seed, r, x[i]),
+                            affine,
                         )
                         for i in range(x.shape[0])
                     ]
                 )
-            mean = np.array([model.stats[t].mean for t in model.target], np.float32)
-            std = np.array([model.stats[t].std for t in model.target], np.float32)
-            y *= std.reshape(-1, 1, 1)  # in place: the output is the largest array here
-            y += mean.reshape(-1, 1, 1)
             results.append(y)
     return results
 

@@ -56,6 +56,7 @@ from typing import Any, TypeGuard
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from torch import Tensor, nn
 
 from xr_dl4ds.exceptions import ConfigError
@@ -494,6 +495,7 @@ def tiled_forward(
     periodic: bool = False,
     batch_size: int = 8,
     seed: int | None = None,
+    output_affine: tuple[ArrayLike, ArrayLike] | None = None,
 ) -> Tensor:
     """Run a downscaling network over a field tile by tile, with the untiled result.
 
@@ -552,6 +554,12 @@ def tiled_forward(
         tiled output equals the untiled one with the same ``seed`` and ``batch_size``;
         element-wise variants draw a new mask per window (statistically the same).
         None leaves the generator alone.
+    output_affine : (sequence of float, sequence of float), optional
+        ``(scale, offset)`` per output channel: the output is ``y * scale + offset``
+        (in float32, a multiplication then an addition), computed on the network's
+        device before the copy back to the CPU — how :meth:`Downscaler.downscale
+        <xr_dl4ds.Downscaler>` denormalizes without another pass over the output on
+        the CPU. None returns the network's output.
 
     Returns
     -------
@@ -619,6 +627,7 @@ def tiled_forward(
             "Fix: pass e.g. seed=0."
         )
     base = _as_offset(offset)
+    affine = _as_affine(output_affine, net)
     localcon = _has_localcon(net)
     if periodic and localcon:
         raise ConfigError(
@@ -629,7 +638,7 @@ def tiled_forward(
     device, dtype = _device_dtype(net)
     with torch.no_grad(), _forked_rng(device, seed is not None):
         if not periodic and (tile is None or (tile[0] >= h and tile[1] >= w)):
-            return _untiled(net, xt, st, base, int(batch_size), seed, device, dtype)
+            return _untiled(net, xt, st, base, int(batch_size), seed, device, dtype, affine)
         if halo is None:
             halo = receptive_field(net, time_window=int(xt.shape[1]) if temporal else None)
         return _tiled(
@@ -645,7 +654,46 @@ def tiled_forward(
             device=device,
             dtype=dtype,
             localcon=localcon,
+            affine=affine,
         )
+
+
+def _as_affine(
+    affine: tuple[ArrayLike, ArrayLike] | None, net: nn.Module
+) -> tuple[Tensor, Tensor] | None:
+    """``output_affine`` as two float32 (C_out, 1, 1) tensors on the network's device."""
+    if affine is None:
+        return None
+    config = getattr(net, "config", None)
+    n_out = getattr(config, "out_channels", None)
+    pair: list[np.ndarray] = []
+    try:
+        pair = [np.asarray(a, np.float32).reshape(-1) for a in affine]
+    except (TypeError, ValueError):
+        pass
+    if (
+        len(pair) != 2
+        or pair[0].shape != pair[1].shape
+        or (n_out is not None and pair[0].shape[0] != int(n_out))
+    ):
+        raise ConfigError(
+            f"tiled_forward: invalid output_affine={affine!r}. Allowed: None or a pair "
+            f"(scale, offset) of sequences with one number per output channel "
+            f"({n_out if n_out is not None else 'C_out'}). Fix: pass e.g. "
+            "output_affine=(stds, means) of the targets."
+        )
+    device = next(net.parameters()).device
+    scale, offset = (torch.from_numpy(a).reshape(-1, 1, 1).to(device) for a in pair)
+    return scale, offset
+
+
+def _finish(y: Tensor, affine: tuple[Tensor, Tensor] | None) -> Tensor:
+    """The network's output in float32 with ``affine`` applied, still on its device."""
+    y = y.float()
+    if affine is not None:
+        y = y * affine[0]
+        y += affine[1]
+    return y
 
 
 def _static_rows(st: Tensor, first: int, last: int) -> Tensor:
@@ -661,16 +709,22 @@ def _untiled(
     seed: int | None,
     device: torch.device,
     dtype: torch.dtype,
+    affine: tuple[Tensor, Tensor] | None,
 ) -> Tensor:
-    outs = []
-    for first in range(0, int(xt.shape[0]), batch_size):
-        last = min(first + batch_size, int(xt.shape[0]))
+    n = int(xt.shape[0])
+    out: Tensor | None = None
+    for first in range(0, n, batch_size):
+        last = min(first + batch_size, n)
         xb = xt[first:last].to(device=device, dtype=dtype)
         sb = None if st is None else _static_rows(st, first, last).to(device=device, dtype=dtype)
         if seed is not None:
             torch.manual_seed(_batch_seed(seed, first))
-        outs.append(net(xb, sb, offset).to("cpu", torch.float32))
-    return torch.cat(outs)
+        y = _finish(net(xb, sb, offset), affine)
+        if out is None:  # written batch by batch: no concatenation of the whole output
+            out = torch.empty((n, *y.shape[1:]), dtype=torch.float32)
+        out[first:last].copy_(y)
+    assert out is not None  # n >= 1 (checked by _as_input)
+    return out
 
 
 def _tiled(
@@ -687,6 +741,7 @@ def _tiled(
     device: torch.device,
     dtype: torch.dtype,
     localcon: bool,
+    affine: tuple[Tensor, Tensor] | None,
 ) -> Tensor:
     scale = _scale(net, "tiled_forward")
     n = int(xt.shape[0])
@@ -762,7 +817,7 @@ def _tiled(
                     stopped += 1
                     continue
                 finished += 1
-                y = y.to("cpu", torch.float32)
+                y = _finish(y, affine).to("cpu")
                 if out is None:
                     out = torch.empty(n, *y.shape[1:-2], h * scale, w * scale)
                 for k, g in enumerate(group):
