@@ -55,10 +55,16 @@ def test_downscale_on_cuda_matches_cpu(model, coarse, exact_cuda):
     xr.testing.assert_allclose(tiled, cpu, rtol=0, atol=2e-4)
 
 
+def _cached_devices() -> list[str]:
+    from xr_dl4ds.inference import _CACHE
+
+    return sorted({key[1] for key in _CACHE})
+
+
 def test_dask_worker_uses_its_gpu(model, coarse, exact_cuda):
     from distributed import Client, LocalCluster
 
-    from xr_dl4ds.inference import _CACHE, clear_cache
+    from xr_dl4ds.inference import clear_cache
 
     cpu = coarse.dl4ds.downscale(model, device="cpu")
     lazy = coarse.chunk({"time": 3}).dl4ds.downscale(model)
@@ -70,7 +76,9 @@ def test_dask_worker_uses_its_gpu(model, coarse, exact_cuda):
     ):
         client.run(clear_cache)  # a forked worker may inherit this process's cache
         out = lazy.compute()
-        (devices,) = client.run(lambda: sorted({k[1] for k in _CACHE})).values()
+        # the worker's own cache (a function that imports it there: a closure over this
+        # process's _CACHE would ship a copy of the client's cache)
+        (devices,) = client.run(_cached_devices).values()
     assert devices == ["cuda:0"]
     xr.testing.assert_allclose(out, cpu, rtol=0, atol=1e-3)
 
