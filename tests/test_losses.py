@@ -387,6 +387,20 @@ def test_gradients_are_finite(name, case, batch):
     assert (pred.grad[mask == 0] == 0).all()  # nothing is learned under the mask
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_nan_under_the_mask_leaves_the_gradients_alone(name):
+    pred, target, mask = make((2, 1, 32, 32), p_masked=0.3)
+    with_nan = target.clone()
+    with_nan[mask.expand_as(target) == 0] = float("nan")
+    grads = []
+    for t in (target, with_nan):
+        p = pred.clone().requires_grad_(True)
+        get_loss(name)(p, t, mask).backward()
+        grads.append(p.grad)
+    assert torch.isfinite(grads[1]).all()
+    torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=0)
+
+
 def test_ms_ssim_scales_and_powers():
     # the coarsest scale matters only when it exists: a 40 x 40 field has 2 scales,
     # so MS-SSIM of one plane is cs1^(b1 k) * ssim2^(b2 k) with k = sum(b) / (b1 + b2)

@@ -130,6 +130,19 @@ def _masked_mean(err: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return total / m.sum().clamp_min(_TINY)
 
 
+def _masked_diff(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None
+) -> torch.Tensor:
+    """``pred - target``, 0 on masked cells: a NaN target there reaches neither the value
+    nor the gradient (the backward of ``x ** 2`` would multiply a zero gradient by it)."""
+    diff = pred - target
+    if mask is None:
+        return diff
+    import torch
+
+    return torch.where(mask.to(diff.dtype) != 0, diff, torch.zeros_like(diff))
+
+
 def masked_mae(
     pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -148,8 +161,30 @@ def masked_mae(
     -------
     torch.Tensor
         A scalar; 0 when every cell is masked.
+
+    Examples
+    --------
+    The last cell is missing (NaN in the data, 0 in the mask), so the mean runs over the
+    other three: ``(0 + 2 + 1) / 3``:
+
+    >>> import torch
+    >>> pred = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    >>> target = torch.tensor([[1.0, 0.0], [2.0, float("nan")]])
+    >>> mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    >>> masked_mae(pred, target, mask)
+    tensor(1.)
+    >>> masked_mae(pred, target)  # without the mask the NaN propagates
+    tensor(nan)
+
+    The mask broadcasts, here over the rows (first column only: ``(0 + 1) / 2``), and
+    fractional values weight the cells (``(0.5 * 2 + 1) / 2.5``):
+
+    >>> masked_mae(pred, target, torch.tensor([1.0, 0.0]))
+    tensor(0.5000)
+    >>> masked_mae(pred, target, torch.tensor([[1.0, 0.5], [1.0, 0.0]]))
+    tensor(0.8000)
     """
-    return _masked_mean((pred - target).abs(), mask)
+    return _masked_mean(_masked_diff(pred, target, mask).abs(), mask)
 
 
 def masked_mse(
@@ -170,8 +205,22 @@ def masked_mse(
     -------
     torch.Tensor
         A scalar; 0 when every cell is masked.
+
+    Examples
+    --------
+    The last cell is missing, so the mean runs over the other three:
+    ``(0 + 2**2 + 1**2) / 3``:
+
+    >>> import torch
+    >>> pred = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    >>> target = torch.tensor([[1.0, 0.0], [2.0, float("nan")]])
+    >>> mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    >>> masked_mse(pred, target, mask)
+    tensor(1.6667)
+    >>> masked_mse(pred, target, torch.zeros(2, 2))  # nothing valid: 0, not NaN
+    tensor(0.)
     """
-    return _masked_mean((pred - target) ** 2, mask)
+    return _masked_mean(_masked_diff(pred, target, mask) ** 2, mask)
 
 
 # -- SSIM building blocks --------------------------------------------------------------
@@ -586,6 +635,26 @@ def list_losses() -> list[str]:
     list of str
         ``['dssim', 'dssim_mae', 'dssim_mae_mse', 'dssim_mse', 'mae', 'msdssim',
         'msdssim_mae', 'msdssim_mae_mse', 'mse']``.
+
+    Examples
+    --------
+    Every loss of a noisy prediction of an 8 x 8 field (one sample, one channel):
+
+    >>> import torch
+    >>> from xr_dl4ds.losses import get_loss, list_losses
+    >>> target = torch.linspace(0, 1, 64).reshape(1, 1, 8, 8)
+    >>> pred = target + 0.1 * torch.cos(torch.arange(64.0)).reshape(1, 1, 8, 8)
+    >>> for name in list_losses():
+    ...     print(f"{name:16} {float(get_loss(name)(pred, target)):.4f}")
+    dssim            0.0695
+    dssim_mae        0.0684
+    dssim_mae_mse    0.0555
+    dssim_mse        0.0566
+    mae              0.0641
+    msdssim          0.0608
+    msdssim_mae      0.0615
+    msdssim_mae_mse  0.0503
+    mse              0.0051
     """
     return sorted(_MIXES)
 
