@@ -11,6 +11,7 @@ upsamplings (``rc``, ``dc``, ``pin``). About 10 minutes on 2 CPU cores with the 
 budget; faster on a GPU.
 
 Run:  python examples/compare_backbones.py [--out DIR] [--budget SECONDS] [--epochs N]
+      [--steps-per-epoch N] [--device DEVICE]
 (``--budget 0 --epochs 15``: the same epochs for every configuration instead, which does not
 depend on the machine's speed or load.)
 Writes into DIR (default ./compare_report): report.md (the table and the figures),
@@ -178,5 +179,12 @@ if __name__ == "__main__":
         "--epochs", type=int, default=None, help="stop after this many epochs (too)"
     )
     parser.add_argument("--device", default="auto", help='"auto" (CUDA when present), "cpu"...')
+    parser.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        default=TRAINING["steps_per_epoch"],
+        help=f"batches per epoch (default: {TRAINING['steps_per_epoch']})",
+    )
     args = parser.parse_args()
+    TRAINING["steps_per_epoch"] = args.steps_per_epoch
     main(args.out, args.budget, args.epochs, args.device)
