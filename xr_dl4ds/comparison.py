@@ -365,6 +365,52 @@ def schedule(
     spawned process when ``processes`` (one long-lived process per slot: one per GPU), so
     that every slot is busy until the queue is empty. Results come back in the order of
     ``jobs``; the first failure stops the slots from taking new jobs and is raised.
+
+    Parameters
+    ----------
+    jobs : sequence
+        The work items, e.g. the configurations of :func:`compare`.
+    slots : sequence of str
+        One per job running at a time, e.g. the devices of :func:`plan_devices`.
+    run : callable
+        ``run(job, slot)``; with ``processes``, a picklable (module-level) function.
+    processes : bool
+        Run each slot's jobs in a spawned process of its own.
+
+    Returns
+    -------
+    list
+        ``run(job, slot)`` of every job, in the order of ``jobs``.
+
+    Examples
+    --------
+    With one slot, in order, here:
+
+    >>> schedule(["a", "b", "c"], ["cpu"], lambda job, slot: f"{job} on {slot}",
+    ...          processes=False)
+    ['a on cpu', 'b on cpu', 'c on cpu']
+
+    With two slots, two jobs run at a time (in threads here; in one process per slot with
+    ``processes=True``); the later jobs finish first, yet the results keep the order of
+    the jobs:
+
+    >>> import time
+    >>> def run(job, slot):
+    ...     time.sleep(0.01 * (4 - job))
+    ...     return f"job {job} on {slot}"
+    >>> schedule(range(4), ["cuda:0", "cuda:1"], run, processes=False)
+    ['job 0 on cuda:...', 'job 1 on cuda:...', 'job 2 on cuda:...', 'job 3 on cuda:...']
+
+    The first failure is raised:
+
+    >>> def run(job, slot):
+    ...     if job == 1:
+    ...         raise ValueError(f"job {job} failed on {slot}")
+    ...     return job
+    >>> schedule(range(3), ["cpu"], run, processes=False)
+    Traceback (most recent call last):
+    ...
+    ValueError: job 1 failed on cpu
     """
     if len(slots) == 1 and not processes:
         return [run(job, slots[0]) for job in jobs]
@@ -628,7 +674,51 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 def write_table(table: pd.DataFrame, output_dir: str | os.PathLike[str]) -> list[Path]:
     """Write ``table.csv`` (full precision) and ``table.md`` (:func:`to_markdown`) into
-    ``output_dir`` (created if needed); returns the paths."""
+    ``output_dir`` (created if needed); returns the paths.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The table of :func:`compare` (or of :func:`scores_to_frame`).
+    output_dir : path
+        Files of the same names are replaced.
+
+    Returns
+    -------
+    list of pathlib.Path
+        ``[output_dir / "table.csv", output_dir / "table.md"]``.
+
+    Examples
+    --------
+    A table built as :func:`compare` builds it, from the scores of
+    :func:`xr_dl4ds.evaluate`:
+
+    >>> import pandas as pd
+    >>> import xarray as xr
+    >>> scores = xr.Dataset(
+    ...     {
+    ...         "rmse": ("model", [0.8497, 1.0813], {"units": "K"}),
+    ...         "skill_rmse_vs_bicubic": ("model", [0.2142, 0.0], {"units": "1"}),
+    ...     },
+    ...     coords={"model": ["resnet+spc", "bicubic"], "kind": ("model", ["model", "baseline"])},
+    ... )
+    >>> table = scores_to_frame(scores)
+    >>> table.insert(1, "parameters", [29425, 0])
+    >>> paths = write_table(table, "results")
+    >>> [p.as_posix() for p in paths]
+    ['results/table.csv', 'results/table.md']
+    >>> print(paths[1].read_text())
+    | name | kind | parameters | rmse [K] | skill_rmse_vs_bicubic |
+    |:--|:--|--:|--:|--:|
+    | resnet+spc | model | 29,425 | 0.8497 | 0.2142 |
+    | bicubic | baseline | 0 | 1.081 | 0 |
+    <BLANKLINE>
+
+    The CSV keeps every digit:
+
+    >>> float(pd.read_csv(paths[0], index_col="name").loc["bicubic", "rmse"])
+    1.0813
+    """
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv, md = out / "table.csv", out / "table.md"
@@ -714,6 +804,36 @@ def write_figures(
     -------
     list of pathlib.Path
         The files written.
+
+    Examples
+    --------
+    Two interpolations stand in for the trained models here (``predictions`` holds the
+    output of :func:`xr_dl4ds.downscale` in a comparison), with a hand-made history:
+
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")  # write files, open no window
+    >>> import xarray as xr
+    >>> import xr_dl4ds
+    >>> from xr_dl4ds.baselines import interpolate
+    >>> from xr_dl4ds.testing import synthetic_dataarray
+    >>> truth = synthetic_dataarray(nt=2, ny=16, nx=24)
+    >>> coarse = truth.dl4ds.coarsen(scale=4)
+    >>> predictions = {"bilinear": interpolate(coarse, scale=4, method="bilinear")}
+    >>> baselines = {"bicubic": interpolate(coarse, scale=4)}
+    >>> scores = xr_dl4ds.evaluate(
+    ...     truth, predictions, coarse=coarse, scale=4, baselines="bicubic", metrics="rmse"
+    ... )
+    >>> history = xr.Dataset(
+    ...     {"loss": ("epoch", [0.9, 0.5, 0.4]), "val_loss": ("epoch", [1.0, 0.7, 0.6])},
+    ...     coords={"epoch": [1, 2, 3]},
+    ... )
+    >>> paths = write_figures(
+    ...     "figures", scores=scores, truth=truth, predictions=predictions,
+    ...     baselines=baselines, coarse=coarse, models={"bilinear": history}, dpi=50,
+    ... )
+    >>> [p.as_posix() for p in paths]
+    ['figures/metrics.png', 'figures/maps.png', 'figures/spectra.png',
+     'figures/learning_curves.png']
     """
     from . import plot
 

@@ -629,6 +629,28 @@ def save(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 150, close: bo
     -------
     pathlib.Path
         The written file.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")  # write files, open no window
+    >>> import matplotlib.pyplot as plt
+    >>> import xarray as xr
+    >>> scores = xr.Dataset(
+    ...     {"rmse": ("model", [1.2, 0.8], {"units": "K"})},
+    ...     coords={"model": ["bicubic", "resnet"]},
+    ... )
+    >>> fig = metric_bars(scores)
+    >>> path = save(fig, "figures/rmse.png", dpi=50)
+    >>> path.as_posix(), path.stat().st_size > 0
+    ('figures/rmse.png', True)
+
+    The suffix picks the format; ``close=True`` frees the figure:
+
+    >>> save(fig, "figures/rmse.pdf", close=True).read_bytes()[:4]
+    b'%PDF'
+    >>> plt.fignum_exists(fig.number)
+    False
     """
     plt = _pyplot()
     path = Path(path)

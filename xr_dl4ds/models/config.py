@@ -328,6 +328,16 @@ class ModelConfig:
         -------
         dict
             One key per field; values are str, int, float, bool or None.
+
+        Examples
+        --------
+        >>> import json
+        >>> from xr_dl4ds.models import ModelConfig
+        >>> d = ModelConfig(scale=2, localcon=True, grid_shape=(64, 96)).to_dict()
+        >>> d["backbone"], d["scale"], d["grid_shape"]
+        ('resnet', 2, [64, 96])
+        >>> json.loads(json.dumps(d)) == d  # JSON-serialisable as it is
+        True
         """
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         if out["grid_shape"] is not None:
@@ -353,6 +363,27 @@ class ModelConfig:
         ------
         ConfigError
             ``d`` is not a mapping or holds keys that are not fields of ModelConfig.
+
+        Examples
+        --------
+        A round trip through JSON, as in a model file:
+
+        >>> import json
+        >>> from xr_dl4ds.models import ModelConfig
+        >>> cfg = ModelConfig(scale=2, localcon=True, grid_shape=(64, 96))
+        >>> ModelConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+        True
+
+        Missing keys take their defaults; unknown keys are refused:
+
+        >>> cfg = ModelConfig.from_dict({"backbone": "unet", "upsampling": "pin"})
+        >>> cfg.scale, cfg.n_filters
+        (4, 8)
+        >>> ModelConfig.from_dict({"n_filter": 16})
+        Traceback (most recent call last):
+        ...
+        xr_dl4ds.exceptions.ConfigError: ModelConfig.from_dict: unknown key(s) ['n_filter'].
+        Allowed keys: [...]. Fix: remove the unknown keys (...).
         """
         if not isinstance(d, Mapping):
             raise ConfigError(
@@ -372,5 +403,17 @@ class ModelConfig:
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
-        """Names of the configuration fields, in declaration order."""
+        """Names of the configuration fields, in declaration order.
+
+        These are the keyword options of :func:`~xr_dl4ds.models.create_model` and the
+        keys of :meth:`to_dict`.
+
+        Examples
+        --------
+        >>> from xr_dl4ds.models import ModelConfig
+        >>> ModelConfig.field_names()[:6]
+        ('backbone', 'upsampling', 'scale', 'in_channels', 'out_channels', 'static_channels')
+        >>> set(ModelConfig.field_names()) == set(ModelConfig().to_dict())
+        True
+        """
         return tuple(f.name for f in dataclasses.fields(cls))

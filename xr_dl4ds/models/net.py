@@ -60,6 +60,31 @@ class DownscalingNet(nn.Module):
     ------
     RegistryError
         The backbone or upsampling name is unknown, or the pair is incompatible.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xr_dl4ds.models import DownscalingNet, ModelConfig
+    >>> net = DownscalingNet(ModelConfig(scale=2, in_channels=2, n_filters=4, n_blocks=2))
+    >>> type(net.backbone).__name__, type(net.upsampling).__name__, net.is_pre
+    ('ResNetBackbone', 'SubpixelConvolution', False)
+
+    The input stacks the coarse target (first) and a coarse predictor; the output is the
+    target on the grid twice as fine. A fresh network returns the interpolation of the
+    coarse target, which training then corrects:
+
+    >>> x = torch.rand(3, 2, 6, 8)
+    >>> y = net(x)
+    >>> y.shape
+    torch.Size([3, 1, 12, 16])
+    >>> torch.allclose(y, net.interpolate(x))
+    True
+
+    High-resolution static fields (e.g. the orography) enter through ``static``:
+
+    >>> net = DownscalingNet(ModelConfig(scale=2, in_channels=2, static_channels=1))
+    >>> net(x, static=torch.rand(3, 1, 12, 16)).shape
+    torch.Size([3, 1, 12, 16])
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -96,12 +121,36 @@ class DownscalingNet(nn.Module):
 
     @property
     def scale(self) -> int:
-        """The scale factor."""
+        """The scale factor: the output has ``scale`` times the rows and columns of the
+        input (``config.scale``).
+
+        Examples
+        --------
+        >>> import torch
+        >>> from xr_dl4ds.models import create_model
+        >>> net = create_model(scale=3, n_filters=4, n_blocks=1)
+        >>> net.scale
+        3
+        >>> net(torch.zeros(1, 1, 4, 5)).shape[-2:] == (4 * net.scale, 5 * net.scale)
+        True
+        """
         return self.config.scale
 
     @property
     def is_pre(self) -> bool:
-        """Whether the upsampling comes before the backbone (``"pin"``)."""
+        """Whether the upsampling comes before the backbone (``"pin"``).
+
+        A pre-upsampling network runs its backbone on the high-resolution grid (slower,
+        ``scale**2`` times the cells); a post-upsampling one on the low-resolution grid.
+
+        Examples
+        --------
+        >>> from xr_dl4ds.models import create_model
+        >>> create_model(upsampling="pin", scale=4).is_pre
+        True
+        >>> create_model(upsampling="spc", scale=4).is_pre
+        False
+        """
         return bool(self.upsampling.is_pre)
 
     def interpolate(self, x: Tensor) -> Tensor:
@@ -119,6 +168,21 @@ class DownscalingNet(nn.Module):
         -------
         Tensor
             ``(N, out_channels, h * scale, w * scale)``.
+
+        Examples
+        --------
+        With ``interpolation="nearest"`` each coarse cell becomes a ``scale x scale``
+        block; the second input channel (a predictor) is not interpolated:
+
+        >>> import torch
+        >>> from xr_dl4ds.models import create_model
+        >>> net = create_model(scale=2, in_channels=2, interpolation="nearest")
+        >>> x = torch.tensor([[[[0.0, 1.0], [2.0, 3.0]], [[9.0, 9.0], [9.0, 9.0]]]])
+        >>> net.interpolate(x)
+        tensor([[[[0., 0., 1., 1.],
+                  [0., 0., 1., 1.],
+                  [2., 2., 3., 3.],
+                  [2., 2., 3., 3.]]]])
         """
         coarse = x[:, : self.config.out_channels]
         return interpolate(coarse, self.config.scale, self.config.interpolation)

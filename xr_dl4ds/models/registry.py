@@ -111,6 +111,54 @@ def register_backbone(name: str, *, upsamplings: Iterable[str] | None = None) ->
     ------
     RegistryError
         A backbone with this name is already registered.
+
+    Examples
+    --------
+    A backbone maps ``(N, in_channels, h, w)`` to ``(N, out_channels, h, w)``; its
+    constructor receives ``in_channels`` and the options of
+    :meth:`Backbone.config_options <xr_dl4ds.models.base.Backbone.config_options>`:
+
+    >>> import torch
+    >>> from torch import nn
+    >>> from xr_dl4ds.models import create_model, list_backbones, register_backbone
+    >>> from xr_dl4ds.models.base import Backbone
+    >>> @register_backbone("two_convs", upsamplings=["spc", "rc"])
+    ... class TwoConvs(Backbone):
+    ...     def __init__(self, in_channels, *, n_filters=8, **options):
+    ...         super().__init__()
+    ...         self.out_channels = n_filters
+    ...         self.body = nn.Sequential(
+    ...             nn.Conv2d(in_channels, n_filters, 3, padding=1),
+    ...             nn.ReLU(),
+    ...             nn.Conv2d(n_filters, n_filters, 3, padding=1),
+    ...         )
+    ...     def forward(self, x):
+    ...         return self.body(x)
+    >>> "two_convs" in list_backbones()
+    True
+    >>> net = create_model("two_convs", upsampling="spc", scale=3, in_channels=2, n_filters=4)
+    >>> type(net.backbone).__name__, net.backbone.out_channels
+    ('TwoConvs', 4)
+    >>> net(torch.zeros(1, 2, 4, 5)).shape
+    torch.Size([1, 1, 12, 15])
+
+    The declared compatibility is checked, and names are unique:
+
+    >>> create_model("two_convs", upsampling="pin", scale=3)
+    Traceback (most recent call last):
+    ...
+    xr_dl4ds.exceptions.RegistryError: backbone='two_convs' cannot be combined with
+    upsampling='pin': valid upsamplings for 'two_convs': ['rc', 'spc']; ...
+    >>> register_backbone("two_convs")(TwoConvs)
+    Traceback (most recent call last):
+    ...
+    xr_dl4ds.exceptions.RegistryError: A backbone named 'two_convs' is already registered ...
+
+    There is no public way to unregister; this example removes its entry by hand so
+    that it leaves the registry as it found it:
+
+    >>> from xr_dl4ds.models import registry
+    >>> del registry._BACKBONES["two_convs"]
     """
     return _register("backbone", _BACKBONES, Backbone, name, upsamplings)
 
@@ -129,17 +177,105 @@ def register_upsampling(name: str, *, backbones: Iterable[str] | None = None) ->
     ------
     RegistryError
         An upsampling with this name is already registered.
+
+    Examples
+    --------
+    An upsampling maps ``(N, in_channels, h, w)`` to
+    ``(N, out_channels, h * scale, w * scale)``; the default
+    :meth:`~xr_dl4ds.models.base.Upsampling.from_config` builds it as
+    ``cls(in_channels, in_channels, scale)``, ``in_channels`` being the backbone's width:
+
+    >>> import torch
+    >>> import torch.nn.functional as F
+    >>> from torch import nn
+    >>> from xr_dl4ds.models import create_model, register_upsampling, valid_combinations
+    >>> from xr_dl4ds.models.base import Upsampling
+    >>> @register_upsampling("nearest_conv")
+    ... class NearestConv(Upsampling):
+    ...     def __init__(self, in_channels, out_channels, scale):
+    ...         super().__init__()
+    ...         self.out_channels, self.scale = out_channels, scale
+    ...         self.conv = nn.Conv2d(in_channels, out_channels, 1)
+    ...     def forward(self, x):
+    ...         return self.conv(F.interpolate(x, scale_factor=self.scale))
+    >>> ("resnet", "nearest_conv") in valid_combinations()
+    True
+    >>> net = create_model("resnet", upsampling="nearest_conv", scale=4, n_filters=4, n_blocks=2)
+    >>> net.upsampling
+    NearestConv(
+      (conv): Conv2d(8, 8, kernel_size=(1, 1), stride=(1, 1))
+    )
+    >>> net(torch.zeros(2, 1, 3, 5)).shape
+    torch.Size([2, 1, 12, 20])
+
+    There is no public way to unregister; this example removes its entry by hand so
+    that it leaves the registry as it found it:
+
+    >>> from xr_dl4ds.models import registry
+    >>> del registry._UPSAMPLINGS["nearest_conv"]
     """
     return _register("upsampling", _UPSAMPLINGS, Upsampling, name, backbones)
 
 
 def list_backbones() -> list[str]:
-    """Names of the registered backbones, sorted."""
+    """Names of the registered backbones, sorted.
+
+    Returns
+    -------
+    list of str
+        The names :func:`create_model` accepts as ``backbone=``, including those
+        registered by :func:`register_backbone`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xr_dl4ds.models import create_model, list_backbones
+    >>> list_backbones()
+    ['convnet', 'convnext', 'densenet', 'resnet', 'unet']
+
+    Every backbone works with the ``"pin"`` pre-upsampling (``"unet"`` only with it):
+
+    >>> x = torch.zeros(1, 1, 3, 5)
+    >>> for name in list_backbones():
+    ...     net = create_model(name, upsampling="pin", scale=2, n_filters=4, n_blocks=1)
+    ...     print(name, type(net.backbone).__name__, tuple(net(x).shape))
+    convnet ConvNetBackbone (1, 1, 6, 10)
+    convnext ConvNeXtBackbone (1, 1, 6, 10)
+    densenet DenseNetBackbone (1, 1, 6, 10)
+    resnet ResNetBackbone (1, 1, 6, 10)
+    unet UNetBackbone (1, 1, 6, 10)
+    """
     return sorted(_BACKBONES)
 
 
 def list_upsamplings() -> list[str]:
-    """Names of the registered upsampling methods, sorted."""
+    """Names of the registered upsampling methods, sorted.
+
+    Returns
+    -------
+    list of str
+        The names :func:`create_model` accepts as ``upsampling=``, including those
+        registered by :func:`register_upsampling`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xr_dl4ds.models import create_model, list_upsamplings
+    >>> list_upsamplings()
+    ['dc', 'pin', 'rc', 'spc']
+
+    Each method, with the ``"resnet"`` backbone: ``"pin"`` interpolates the input before
+    the backbone, the others upsample the backbone's features after it:
+
+    >>> x = torch.zeros(1, 1, 3, 5)
+    >>> for name in list_upsamplings():
+    ...     net = create_model("resnet", upsampling=name, scale=2, n_filters=4, n_blocks=1)
+    ...     print(name, type(net.upsampling).__name__, net.is_pre, tuple(net(x).shape))
+    dc Deconvolution False (1, 1, 6, 10)
+    pin PreInterpolation True (1, 1, 6, 10)
+    rc ResizeConvolution False (1, 1, 6, 10)
+    spc SubpixelConvolution False (1, 1, 6, 10)
+    """
     return sorted(_UPSAMPLINGS)
 
 

@@ -53,6 +53,26 @@ class ResNetBackbone(Backbone):
     ----------
     out_channels : int
         ``n_filters * n_blocks``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xr_dl4ds.models.resnet import ResNetBackbone
+    >>> backbone = ResNetBackbone(2, n_filters=4, n_blocks=3)
+    >>> [block.conv1.out_channels for block in backbone.blocks], backbone.out_channels
+    ([4, 8, 12], 12)
+    >>> backbone(torch.zeros(2, 2, 5, 7)).shape
+    torch.Size([2, 12, 5, 7])
+
+    It is the default backbone of :func:`~xr_dl4ds.models.create_model`, which passes
+    the options of the configuration:
+
+    >>> from xr_dl4ds.models import create_model
+    >>> net = create_model(scale=2, n_filters=4, n_blocks=3, normalization="bn")
+    >>> type(net.backbone).__name__, net.backbone.out_channels
+    ('ResNetBackbone', 12)
+    >>> type(net.backbone.blocks[0].norm1).__name__
+    'BatchNorm2d'
     """
 
     def __init__(

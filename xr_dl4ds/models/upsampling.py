@@ -164,12 +164,38 @@ class SubpixelConvolution(Upsampling):
 
     @property
     def factors(self) -> list[int]:
-        """The prime factor of each stage, in order."""
+        """The prime factor of each stage, in order.
+
+        Examples
+        --------
+        >>> from xr_dl4ds.models.upsampling import SubpixelConvolution
+        >>> {scale: SubpixelConvolution(8, 1, scale).factors for scale in (2, 4, 6, 7, 10)}
+        {2: [2], 4: [2, 2], 6: [2, 3], 7: [7], 10: [2, 5]}
+        """
         return [stage.factor for stage in self._stages()]
 
     @property
     def convs(self) -> list[nn.Conv2d]:
-        """The convolution of each stage, in order."""
+        """The convolution of each stage, in order.
+
+        Examples
+        --------
+        By 6 from 8 to 4 channels: a x2 stage (8 to ``4 * 2**2`` channels), then a x3
+        stage (4 to ``4 * 3**2``):
+
+        >>> import torch
+        >>> from xr_dl4ds.models.upsampling import SubpixelConvolution
+        >>> spc = SubpixelConvolution(8, 4, 6)
+        >>> [tuple(conv.weight.shape) for conv in spc.convs]
+        [(16, 8, 3, 3), (36, 4, 3, 3)]
+
+        ICNR initialisation: the 4 sub-pixels of output channel 0 (conv channels 0-3)
+        start with the same weights, those of channel 1 with others:
+
+        >>> w = spc.convs[0].weight
+        >>> torch.equal(w[0], w[3]), torch.equal(w[0], w[4])
+        (True, False)
+        """
         return [stage.conv for stage in self._stages()]
 
     def _stages(self) -> list[_PixelShuffleStage]:
