@@ -348,9 +348,10 @@ def assemble_output(
 ) -> Any:
     """Build the downscaled DataArray or Dataset from the network output.
 
-    ``out`` is in the training units of the targets. Restores the masked cells as missing, puts the variables on
-    the high-resolution grid with CF coordinates, bounds and grid mapping, and adds
-    the provenance attrs and the encodings for writing. Dask data stays lazy.
+    ``out`` is in the training units of the targets. Restores the masked cells as
+    missing, puts the variables on the high-resolution grid with CF coordinates, bounds
+    and grid mapping, and adds the provenance attrs and the encodings for writing. Dask
+    data stays lazy.
 
     Parameters
     ----------
@@ -390,6 +391,42 @@ def assemble_output(
         variable as a scalar coordinate and ``grid_mapping`` in its encoding (so that
         :meth:`~xarray.DataArray.to_netcdf` does not list it as a coordinate); it cannot
         hold cell bounds (their bounds dim is not one of its dims).
+
+    Examples
+    --------
+    What :func:`xr_dl4ds.downscale` does with the network output, here a constant 280 K
+    from a model trained on land-only data on a rotated-pole grid:
+
+    >>> import xr_dl4ds
+    >>> from xr_dl4ds.testing import synthetic_dataset
+    >>> hr = synthetic_dataset(nt=2, ny=16, nx=16, grid="rotated", mask=True)
+    >>> model = hr.dl4ds.fit(scale=4, epochs=1, steps_per_epoch=1, patch_size=None,
+    ...                      n_filters=4, n_blocks=1, device="cpu", progress=False)
+    >>> coarse = hr[["tas"]].dl4ds.coarsen(scale=4)  # on the training low-res grid
+    >>> out = xr.DataArray(np.full((2, 1, 16, 16), 280.0, np.float32),
+    ...                    dims=("time", "dl4ds_variable", "dl4ds_y", "dl4ds_x"),
+    ...                    coords={"time": coarse["time"]})
+    >>> fine = assemble_output(out, coarse, model, offset=(0, 0),
+    ...                        spatial_dims=("rlat", "rlon"),
+    ...                        template_dims=("time", "rlat", "rlon"), dataarray_name=None,
+    ...                        is_dataarray=False, input_coords=coarse.coords,
+    ...                        call="xr_dl4ds.downscale(model)")
+    >>> dict(fine.sizes), sorted(fine.coords), list(fine.data_vars)
+    ({'time': 2, 'rlat': 16, 'rlon': 16}, ['lat', 'lon', 'rlat', 'rlon', 'time'],
+     ['tas', 'rotated_pole'])
+    >>> bool((fine["lat"] == hr["lat"]).all())  # the training high-res 2-D latitude
+    True
+    >>> fine["tas"].isnull().equals(hr["tas"].isnull())  # the sea is missing again
+    True
+    >>> fine["tas"].attrs["units"], fine["tas"].attrs["grid_mapping"]
+    ('K', 'rotated_pole')
+    >>> fine["rotated_pole"].attrs["grid_mapping_name"]
+    'rotated_latitude_longitude'
+    >>> print(fine["tas"].encoding["_FillValue"])  # of the masked cells, when written
+    1e+20
+    >>> print(fine.attrs["history"].splitlines()[0].split(": ", 1)[1])  # after UTC time
+    xr_dl4ds.downscale(model) (model ...): downscaled x4 with xr_dl4ds ... (resnet+spc,
+    target tas)
     """
     y, x = spatial_dims
     needed = list(model.target + model.predictors)

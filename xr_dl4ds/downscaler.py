@@ -105,6 +105,38 @@ class Downscaler:
         The training options and periods.
     versions : dict
         Versions of xr_dl4ds, torch, xarray and numpy that trained the model.
+
+    Examples
+    --------
+    A (tiny) model trained on synthetic temperature with orography and land fraction:
+
+    >>> from xr_dl4ds.testing import synthetic_dataset
+    >>> hr = synthetic_dataset(nt=2, ny=16, nx=16)
+    >>> model = fit(hr, scale=4, epochs=1, steps_per_epoch=1, patch_size=None,
+    ...             n_filters=4, n_blocks=1, device="cpu", progress=False)
+    >>> model
+    <xr_dl4ds.Downscaler resnet+spc x4>
+      target:     tas [K]
+      predictors: -
+      static:     orog, sftlf
+      grid:       lat: 4 -> 16, lon: 4 -> 16
+      network:    2,376 parameters, n_filters=4, n_blocks=1, residual=True
+      trained:    1 epochs, loss=mae
+      last epoch: loss=...
+    >>> model.stats["tas"].units, round(model.stats["tas"].mean, 2)
+    ('K', 288.92)
+    >>> model.static.shape, model.static_lowres.shape  # normalized orog and sftlf
+    ((2, 16, 16), (2, 4, 4))
+    >>> model.history["loss"].dims, model.training["train_period"]
+    (('epoch',), ['2000-01-01T00:00:00.000000000', '2000-01-02T00:00:00.000000000'])
+
+    It downscales new coarse data on its own, without the training data:
+
+    >>> fine = hr["tas"].dl4ds.coarsen(scale=4).dl4ds.downscale(model, device="cpu")
+    >>> fine.sizes["lat"], fine.attrs["units"]
+    (16, 'K')
+    >>> bool((fine["lat"] == hr["lat"]).all())  # on the training high-res grid
+    True
     """
 
     def __init__(
@@ -143,11 +175,52 @@ class Downscaler:
 
     @property
     def scale(self) -> int:
-        """The refinement factor (from the network configuration)."""
+        """The refinement factor (from the network configuration).
+
+        Examples
+        --------
+        >>> from xr_dl4ds.testing import synthetic_dataset
+        >>> hr = synthetic_dataset(nt=2, ny=16, nx=16)
+        >>> model = fit(hr, scale=4, epochs=1, steps_per_epoch=1, patch_size=None,
+        ...             n_filters=4, n_blocks=1, device="cpu", progress=False)
+        >>> model.scale
+        4
+        >>> coarse = hr["tas"].dl4ds.coarsen(scale=model.scale)
+        >>> coarse.sizes["lon"], coarse.dl4ds.downscale(model, device="cpu").sizes["lon"]
+        (4, 16)
+        """
         return int(self.config.scale)
 
     def network(self, device: str | torch.device = "cpu") -> torch.nn.Module:
-        """The network in eval mode on ``device`` (built once per device and cached)."""
+        """The network in eval mode on ``device`` (built once per device and cached).
+
+        Parameters
+        ----------
+        device : str or torch.device, default "cpu"
+
+        Returns
+        -------
+        xr_dl4ds.models.DownscalingNet
+            The :class:`torch.nn.Module` with the trained weights. It works on normalized
+            values: the low-resolution target and static channels in, the high-resolution
+            target out (``coarse.dl4ds.downscale(model)`` does the normalization).
+
+        Examples
+        --------
+        >>> import torch
+        >>> from xr_dl4ds.testing import synthetic_dataset
+        >>> hr = synthetic_dataset(nt=2, ny=16, nx=16)
+        >>> model = fit(hr, scale=4, epochs=1, steps_per_epoch=1, patch_size=None,
+        ...             n_filters=4, n_blocks=1, device="cpu", progress=False)
+        >>> net = model.network()
+        >>> type(net).__name__, net.training, model.network("cpu") is net
+        ('DownscalingNet', False, True)
+        >>> x = torch.zeros(1, 3, 4, 4)  # normalized low-res tas, orog, sftlf: all at the mean
+        >>> static = torch.from_numpy(model.static)[None]  # (1, 2, 16, 16) high-res orog, sftlf
+        >>> with torch.no_grad():
+        ...     net(x, static).shape
+        torch.Size([1, 1, 16, 16])
+        """
         import torch
 
         from .models import create_model
@@ -162,7 +235,30 @@ class Downscaler:
         return net
 
     def save(self, path: str | Any) -> None:
-        """Write the model to one self-describing file (see :func:`xr_dl4ds.load`)."""
+        """Write the model to one self-describing file (see :func:`xr_dl4ds.load`).
+
+        Parameters
+        ----------
+        path : str, os.PathLike or binary file object
+            Written atomically: a failed write leaves no partial file.
+
+        Examples
+        --------
+        >>> import xr_dl4ds
+        >>> from xr_dl4ds.testing import synthetic_dataset
+        >>> hr = synthetic_dataset(nt=2, ny=16, nx=16)
+        >>> model = fit(hr, scale=4, epochs=1, steps_per_epoch=1, patch_size=None,
+        ...             n_filters=4, n_blocks=1, device="cpu", progress=False)
+        >>> model.save("tas_x4.dl4ds")
+        >>> loaded = xr_dl4ds.load("tas_x4.dl4ds")
+        >>> loaded.target, loaded.scale, loaded.static_names
+        (('tas',), 4, ('orog', 'sftlf'))
+        >>> coarse = hr["tas"].dl4ds.coarsen(scale=4)
+        >>> a = coarse.dl4ds.downscale(model, device="cpu")
+        >>> b = coarse.dl4ds.downscale("tas_x4.dl4ds", device="cpu")  # a path works too
+        >>> bool((a == b).all())
+        True
+        """
         from .io import save
 
         save(self, path)

@@ -177,6 +177,19 @@ def check_scale(scale: Any) -> int:
     ------
     ScaleError
         For anything that is not an integer (``2.0`` is accepted) of at least 2.
+
+    Examples
+    --------
+    >>> check_scale(4), check_scale(2.0), check_scale(np.int64(8))
+    (4, 2, 8)
+    >>> check_scale(2.5)  # only integer refinement factors
+    Traceback (most recent call last):
+        ...
+    xr_dl4ds.exceptions.ScaleError: scale must be an integer >= 2, got 2.5. ...
+    >>> check_scale("4")
+    Traceback (most recent call last):
+        ...
+    xr_dl4ds.exceptions.ScaleError: scale must be an integer >= 2 (...), got '4' of type str. ...
     """
     if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
         raise ScaleError(
@@ -202,6 +215,24 @@ def trim_to_scale(
 
     Issues a :class:`~xr_dl4ds.exceptions.DL4DSWarning` that says how many were dropped;
     returns the object unchanged (no warning) when nothing needs trimming.
+
+    Examples
+    --------
+    ERA5's 1 degree grid has 181 latitudes (90 to -90), which 4 does not divide:
+
+    >>> import warnings
+    >>> from xr_dl4ds import tutorial
+    >>> era5 = tutorial.open_dataset("era5_t2m")
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     trimmed = trim_to_scale(era5, 4)
+    >>> dict(trimmed.sizes), float(trimmed["lat"][-1])
+    ({'time': 24, 'lat': 180, 'lon': 360}, -89.0)
+    >>> print(caught[0].category.__name__, caught[0].message)
+    DL4DSWarning The grid (lat: 181, lon: 360) is not a multiple of scale=4: dropping the last
+    1 row(s) of 'lat' and the last 0 column(s) of 'lon'. ...
+    >>> trim_to_scale(trimmed, 4) is trimmed  # nothing to trim: the same object, no warning
+    True
     """
     scale = check_scale(scale)
     ydim, xdim = get_spatial_dims(obj, spatial_dims)
@@ -465,6 +496,24 @@ def highres_bounds(
     encoding) names an ``(n, 2)`` variable of ``obj`` (a coordinate or, in a Dataset, a
     data variable), the bounds split exactly by :func:`refine_bounds`, under the same
     name and with the same attrs. Dask data stays lazy.
+
+    Examples
+    --------
+    >>> coarse = xr.Dataset(
+    ...     coords={
+    ...         "lat": ("lat", [35.0, 45.0], {"units": "degrees_north", "bounds": "lat_bnds"}),
+    ...         "lon": ("lon", [5.0, 15.0], {"units": "degrees_east"}),
+    ...         "lat_bnds": (("lat", "nv"), [[30.0, 40.0], [40.0, 50.0]]),
+    ...     }
+    ... )
+    >>> fine = highres_bounds(coarse, 2)  # lon has no bounds: not returned
+    >>> list(fine), fine["lat_bnds"].dims
+    (['lat_bnds'], ('lat', 'nv'))
+    >>> fine["lat_bnds"].values
+    array([[30., 35.],
+           [35., 40.],
+           [40., 45.],
+           [45., 50.]])
     """
     scale = check_scale(scale)
     ydim, xdim = get_spatial_dims(obj, spatial_dims)
@@ -536,7 +585,25 @@ def highres_coords(
 
 
 def is_periodic(coord: xr.DataArray | np.ndarray, *, rtol: float = 1e-3) -> bool:
-    """True when a 1-D longitude coordinate is regular and spans exactly 360 degrees."""
+    """True when a 1-D longitude coordinate is regular and spans exactly 360 degrees.
+
+    A periodic grid wraps around: the networks then pad and tile across the date line.
+    A DataArray must look like longitude (``standard_name``, ``units`` or name); a plain
+    array is taken as longitude. ``rtol`` is the tolerance on the regularity and the span.
+
+    Examples
+    --------
+    >>> from xr_dl4ds import tutorial
+    >>> from xr_dl4ds.testing import synthetic_dataset
+    >>> is_periodic(tutorial.open_dataset("era5_t2m")["lon"])  # 0, 1, ..., 359
+    True
+    >>> is_periodic(synthetic_dataset(nt=1, ny=8, nx=8)["lon"])  # a regional domain
+    False
+    >>> is_periodic(np.arange(0.0, 360.0, 45.0)), is_periodic(np.arange(0.0, 315.0, 45.0))
+    (True, False)
+    >>> is_periodic(xr.DataArray(np.arange(0.0, 360.0, 45.0), dims="x", name="x"))  # not lon
+    False
+    """
     values = np.asarray(coord, dtype=np.float64)
     if isinstance(coord, xr.DataArray) and not _is_longitude(coord):
         return False
@@ -566,6 +633,22 @@ def locate_subgrid(
 
     Both are 1-D coordinate arrays. ``tolerance`` is a fraction of the grid spacing of
     ``reference``. Raises :class:`~xr_dl4ds.exceptions.GridError` when ``query`` is not such a run.
+    With ``longitude=True`` values are compared modulo 360 degrees.
+
+    Examples
+    --------
+    >>> lat = np.arange(30.5, 40.0)  # 30.5, 31.5, ..., 39.5
+    >>> locate_subgrid(lat, np.array([33.5, 34.5, 35.5]))
+    3
+    >>> locate_subgrid(lat, np.array([33.503, 34.5]))  # within 1% of a grid spacing
+    3
+    >>> lon = np.arange(0.0, 360.0, 10.0)  # 0..350; the query in -180..180
+    >>> locate_subgrid(lon, np.array([-170.0, -160.0]), longitude=True)  # 190, 200
+    19
+    >>> locate_subgrid(lat, np.array([33.0, 34.0]), name="lat")  # between the cell centres
+    Traceback (most recent call last):
+        ...
+    xr_dl4ds.exceptions.GridError: The lat values (2 values from 33 to 34, step 1) do not match ...
     """
     ref = np.asarray(reference, dtype=np.float64)
     q = np.asarray(query, dtype=np.float64)

@@ -157,15 +157,59 @@ def cache_info() -> dict[str, int]:
     device, keyed by the model's content hash (:func:`xr_dl4ds.io.model_id`), and keeps
     the last four. Under ``dask.distributed``, ``client.run(xr_dl4ds.inference.cache_info)``
     shows that every worker built each network once.
+
+    Returns
+    -------
+    dict
+        ``hits`` and ``misses`` (networks reused and built since the last
+        :func:`clear_cache`) and ``size`` (networks held).
+
+    Examples
+    --------
+    >>> import xr_dl4ds
+    >>> from xr_dl4ds.testing import synthetic_dataset
+    >>> hr = synthetic_dataset(nt=2, ny=16, nx=16)
+    >>> model = hr.dl4ds.fit(scale=4, epochs=1, steps_per_epoch=1, patch_size=None,
+    ...                      n_filters=4, n_blocks=1, device="cpu", progress=False)
+    >>> coarse = hr["tas"].dl4ds.coarsen(scale=4)
+    >>> clear_cache()
+    >>> _ = coarse.dl4ds.downscale(model, device="cpu")  # builds the network
+    >>> info = cache_info()
+    >>> info["hits"], info["misses"], info["size"]
+    (0, 1, 1)
+    >>> _ = coarse.chunk(time=1).dl4ds.downscale(model, device="cpu").compute()  # 2 tasks
+    >>> info = cache_info()  # both tasks reused the network
+    >>> info["hits"], info["misses"], info["size"]
+    (2, 1, 1)
     """
     with _CACHE_LOCK:
         return {**_CACHE_STATS, "size": len(_CACHE)}
 
 
 def clear_cache() -> None:
-    """Drop the cached networks of this process (and free their GPU memory)."""
+    """Drop the cached networks of this process (and free their GPU memory).
+
+    Also resets the counts of :func:`cache_info`. The next ``downscale`` builds its
+    network again.
+
+    Examples
+    --------
+    >>> import xr_dl4ds
+    >>> from xr_dl4ds.testing import synthetic_dataset
+    >>> hr = synthetic_dataset(nt=2, ny=16, nx=16)
+    >>> model = hr.dl4ds.fit(scale=4, epochs=1, steps_per_epoch=1, patch_size=None,
+    ...                      n_filters=4, n_blocks=1, device="cpu", progress=False)
+    >>> _ = hr["tas"].dl4ds.coarsen(scale=4).dl4ds.downscale(model, device="cpu")
+    >>> cache_info()["size"] >= 1
+    True
+    >>> clear_cache()
+    >>> info = cache_info()
+    >>> info["hits"], info["misses"], info["size"]
+    (0, 0, 0)
+    """
     with _CACHE_LOCK:
         _CACHE.clear()
+        _CACHE_STATS.clear()
         _CACHE_STATS.update(hits=0, misses=0)
 
 

@@ -98,7 +98,37 @@ def _dataset_from_payload(
 
 
 def save(model: Downscaler, path: str | os.PathLike[str] | IO[bytes]) -> None:
-    """Write ``model`` to ``path`` (atomically: a failed write leaves no partial file)."""
+    """Write ``model`` to ``path`` (atomically: a failed write leaves no partial file).
+
+    The same as :meth:`xr_dl4ds.Downscaler.save`. The file holds the weights, the
+    configuration, the normalization statistics with their units, the variable attrs,
+    the grids, the static fields and the training history: :func:`load` needs nothing
+    else.
+
+    Parameters
+    ----------
+    model : Downscaler
+    path : str, os.PathLike or binary file object
+
+    Examples
+    --------
+    >>> import os
+    >>> import xr_dl4ds
+    >>> from xr_dl4ds.testing import synthetic_dataset
+    >>> hr = synthetic_dataset(nt=2, ny=16, nx=16)
+    >>> model = hr.dl4ds.fit(scale=4, epochs=1, steps_per_epoch=1, patch_size=None,
+    ...                      n_filters=4, n_blocks=1, device="cpu", progress=False)
+    >>> save(model, "tas_x4.dl4ds")
+    >>> [name for name in os.listdir(".") if "tas_x4" in name]  # no temporary file left
+    ['tas_x4.dl4ds']
+    >>> loaded = load("tas_x4.dl4ds")
+    >>> loaded.stats == model.stats, loaded.grid.highres_shape, loaded.static_names
+    (True, (16, 16), ('orog', 'sftlf'))
+    >>> coarse = hr["tas"].dl4ds.coarsen(scale=4)
+    >>> a = coarse.dl4ds.downscale(model, device="cpu")
+    >>> bool((a == coarse.dl4ds.downscale(loaded, device="cpu")).all())
+    True
+    """
     import torch
 
     arrays: dict[str, Any] = {
@@ -176,8 +206,8 @@ def load(path: str | os.PathLike[str] | IO[bytes]) -> Downscaler:
     >>> import xr_dl4ds
     >>> from xr_dl4ds.testing import synthetic_dataset
     >>> model = synthetic_dataset().dl4ds.fit(scale=4, epochs=1, patch_size=16, progress=False)
-    >>> model.save("/tmp/example.dl4ds")
-    >>> xr_dl4ds.load("/tmp/example.dl4ds").target
+    >>> model.save("example.dl4ds")
+    >>> xr_dl4ds.load("example.dl4ds").target
     ('tas',)
     """
     import torch
@@ -255,7 +285,27 @@ def load(path: str | os.PathLike[str] | IO[bytes]) -> Downscaler:
 
 
 def dumps(model: Downscaler) -> bytes:
-    """The model file as bytes (for tests and object stores)."""
+    """The model file as bytes (for tests and object stores).
+
+    The bytes :func:`save` writes; :func:`load` reads them back from a file object.
+
+    Examples
+    --------
+    >>> import io
+    >>> from xr_dl4ds.testing import synthetic_dataset
+    >>> hr = synthetic_dataset(nt=2, ny=16, nx=16)
+    >>> model = hr.dl4ds.fit(scale=4, epochs=1, steps_per_epoch=1, patch_size=None,
+    ...                      n_filters=4, n_blocks=1, device="cpu", progress=False)
+    >>> data = dumps(model)
+    >>> data[:2]  # a zip archive, written by torch.save
+    b'PK'
+    >>> load(io.BytesIO(data)).target
+    ('tas',)
+    >>> save(model, "tas_x4.dl4ds")
+    >>> with open("tas_x4.dl4ds", "rb") as f:
+    ...     f.read() == data
+    True
+    """
     buf = _io.BytesIO()
     save(model, buf)
     return buf.getvalue()
@@ -263,8 +313,30 @@ def dumps(model: Downscaler) -> bytes:
 
 def model_id(model: Downscaler) -> str:
     """A content hash of the model file: the first 16 hex digits of the SHA-256 of
-    :func:`dumps`. Equal models (same weights, config, statistics, grids) get the same
-    id; it names the model in output provenance and keys the per-process network cache.
+    :func:`dumps`. The same model (one file, saved and loaded, or shipped to a worker)
+    gets the same id; it names the model in output provenance and keys the per-process
+    network cache. The file also holds the training history with its timings, so two
+    trainings that give bitwise-equal weights still get two ids.
+
+    Examples
+    --------
+    >>> import io
+    >>> from xr_dl4ds.testing import synthetic_dataset
+    >>> hr = synthetic_dataset(nt=2, ny=16, nx=16)
+    >>> model = hr.dl4ds.fit(scale=4, epochs=1, steps_per_epoch=1, patch_size=None,
+    ...                      n_filters=4, n_blocks=1, device="cpu", progress=False)
+    >>> ident = model_id(model)
+    >>> len(ident), int(ident, 16) >= 0  # 16 hex digits
+    (16, True)
+    >>> model_id(load(io.BytesIO(dumps(model)))) == ident  # survives a save and load
+    True
+    >>> fine = hr["tas"].dl4ds.coarsen(scale=4).dl4ds.downscale(model, device="cpu")
+    >>> ident in fine.attrs["source"]  # names the model in the output's provenance
+    True
+    >>> other = hr.dl4ds.fit(scale=4, epochs=1, steps_per_epoch=1, patch_size=None, seed=1,
+    ...                      n_filters=4, n_blocks=1, device="cpu", progress=False)
+    >>> model_id(other) == ident  # other weights
+    False
     """
     import hashlib
 

@@ -51,5 +51,34 @@ class set_options:
 
 
 def get_options() -> dict[str, Any]:
-    """A copy of the current global options."""
+    """A copy of the current global options.
+
+    Returns
+    -------
+    dict
+        ``{"model": Downscaler or None}``: the default model of
+        ``coarse.dl4ds.downscale()``. Changing the copy changes nothing; use
+        :class:`set_options`.
+
+    Examples
+    --------
+    >>> import xr_dl4ds
+    >>> from xr_dl4ds.testing import synthetic_dataset
+    >>> xr_dl4ds.get_options()
+    {'model': None}
+    >>> hr = synthetic_dataset(nt=2, ny=16, nx=16)
+    >>> model = hr.dl4ds.fit(scale=4, epochs=1, steps_per_epoch=1, patch_size=None,
+    ...                      n_filters=4, n_blocks=1, device="cpu", progress=False)
+    >>> with xr_dl4ds.set_options(model=model):
+    ...     print(xr_dl4ds.get_options()["model"] is model)
+    ...     print(hr["tas"].dl4ds.coarsen(scale=4).dl4ds.downscale().sizes["lat"])
+    True
+    16
+    >>> xr_dl4ds.get_options()  # restored when the block ends
+    {'model': None}
+    >>> options = xr_dl4ds.get_options()
+    >>> options["model"] = model  # a copy: the global options do not change
+    >>> xr_dl4ds.get_options()["model"] is None
+    True
+    """
     return dict(OPTIONS)

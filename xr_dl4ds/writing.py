@@ -61,7 +61,27 @@ StoreLike = str | os.PathLike[str] | MutableMapping[str, Any] | Any
 
 
 class StoreExistsError(DL4DSError, FileExistsError):
-    """The output store already exists and ``mode="w-"`` refuses to overwrite it."""
+    """The output store already exists and ``mode="w-"`` refuses to overwrite it.
+
+    Also a :class:`FileExistsError`. The message says whether the store is complete and
+    how to overwrite (``mode="w"``) or finish it (``mode="resume"``).
+
+    Examples
+    --------
+    >>> from xr_dl4ds.exceptions import DL4DSError
+    >>> from xr_dl4ds.testing import synthetic_dataset
+    >>> ds = synthetic_dataset(nt=4, ny=8, nx=8, chunks={"time": 2})
+    >>> _ = to_zarr(ds, "fine.zarr", progress=False)
+    >>> to_zarr(ds, "fine.zarr", progress=False)  # mode="w-" by default
+    Traceback (most recent call last):
+        ...
+    xr_dl4ds.writing.StoreExistsError: The store 'fine.zarr' exists and is complete. Pass
+    mode='w' to overwrite it, or mode='resume' to finish an interrupted write ...
+    >>> issubclass(StoreExistsError, FileExistsError), issubclass(StoreExistsError, DL4DSError)
+    (True, True)
+    >>> to_zarr(ds, "fine.zarr", mode="w", progress=False).chunks_written  # overwrite
+    2
+    """
 
 
 @dataclass(frozen=True)
@@ -85,6 +105,33 @@ class WriteSummary:
         Number of ``to_zarr(region=...)`` writes this call made.
     already_complete : bool
         True when the store was already complete and the call did nothing.
+
+    Examples
+    --------
+    >>> from xr_dl4ds.testing import synthetic_dataset
+    >>> ds = synthetic_dataset(nt=8, ny=8, nx=8, chunks={"time": 2})
+    >>> to_zarr(ds, "fine.zarr", progress=False, chunks_per_region=2)
+    WriteSummary(dim='time', chunk_size=2, n_chunks=4, chunks_written=4, chunks_skipped=0,
+                 regions_written=2, already_complete=False)
+
+    A write interrupted after two of its four regions (one chunk each), then resumed:
+    only the missing chunks are computed.
+
+    >>> def kill(i, region):  # stands for a crash or a job killed at its time limit
+    ...     if i == 1:
+    ...         raise RuntimeError(f"killed after writing {region}")
+    >>> try:
+    ...     to_zarr(ds, "other.zarr", progress=False, chunks_per_region=1, on_region=kill)
+    ... except RuntimeError as err:
+    ...     print(err)
+    killed after writing {'time': slice(2, 4, None)}
+    >>> is_complete("other.zarr")
+    False
+    >>> summary = to_zarr(ds, "other.zarr", mode="resume", progress=False, chunks_per_region=1)
+    >>> summary.chunks_skipped, summary.chunks_written, is_complete("other.zarr")
+    (2, 2, True)
+    >>> to_zarr(ds, "other.zarr", mode="resume", progress=False).already_complete
+    True
     """
 
     dim: Hashable | None

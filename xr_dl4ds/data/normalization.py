@@ -27,17 +27,56 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class VariableStats:
-    """Mean and standard deviation of one variable over the training period, in ``units``."""
+    """Mean and standard deviation of one variable over the training period, in ``units``.
+
+    A :class:`~xr_dl4ds.Downscaler` keeps one per variable (``model.stats``): inputs are
+    converted to ``units``, then normalized with ``mean`` and ``std``.
+
+    Examples
+    --------
+    >>> from xr_dl4ds.testing import synthetic_dataset
+    >>> stats = compute_stats(synthetic_dataset(nt=4, ny=16, nx=16))["tas"]
+    >>> round(stats.mean, 3), round(stats.std, 3), stats.units
+    (287.451, 4.353, 'K')
+    >>> VariableStats(mean=280.0, std=5.0, units="K")
+    VariableStats(mean=280.0, std=5.0, units='K')
+    >>> stats.mean = 0.0  # frozen: statistics do not change after training
+    Traceback (most recent call last):
+        ...
+    dataclasses.FrozenInstanceError: cannot assign to field 'mean'
+    """
 
     mean: float
     std: float
     units: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The statistics as a JSON-serializable dict (how the model file stores them).
+
+        Examples
+        --------
+        >>> import json
+        >>> d = VariableStats(mean=280.0, std=5.0, units="K").to_dict()
+        >>> d
+        {'mean': 280.0, 'std': 5.0, 'units': 'K'}
+        >>> json.dumps(d)
+        '{"mean": 280.0, "std": 5.0, "units": "K"}'
+        """
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> VariableStats:
+        """The inverse of :meth:`to_dict`; ``units`` may be missing (no units).
+
+        Examples
+        --------
+        >>> import json
+        >>> VariableStats.from_dict(json.loads('{"mean": 280, "std": 5, "units": "K"}'))
+        VariableStats(mean=280.0, std=5.0, units='K')
+        >>> stats = VariableStats(mean=0.5, std=0.25)
+        >>> VariableStats.from_dict(stats.to_dict()) == stats
+        True
+        """
         return cls(mean=float(d["mean"]), std=float(d["std"]), units=d.get("units"))
 
 
@@ -50,10 +89,37 @@ def compute_stats(
     of squares of all variables together), in float64. A constant field gets ``std = 1``
     so that normalizing it does not divide by zero.
 
+    Parameters
+    ----------
+    ds : Dataset
+    names : iterable of hashable, optional
+        The variables; default: all the data variables.
+
+    Returns
+    -------
+    dict of str to VariableStats
+        With the ``units`` attribute of each variable.
+
     Raises
     ------
     DataError
         When a variable has no valid value at all.
+
+    Examples
+    --------
+    >>> from xr_dl4ds.testing import synthetic_dataset
+    >>> hr = synthetic_dataset(nt=4, ny=16, nx=16)
+    >>> for name, s in compute_stats(hr).items():
+    ...     print(name, round(s.mean, 3), round(s.std, 3), s.units)
+    tas 287.451 4.353 K
+    orog 301.197 366.507 m
+    sftlf 0.598 0.49 1
+    >>> compute_stats(hr.assign(flat=hr["orog"] * 0 + 5), ["flat"])  # constant: std 1
+    {'flat': VariableStats(mean=5.0, std=1.0, units='m')}
+    >>> compute_stats(hr.assign(tas=hr["tas"] * np.nan), ["tas"])
+    Traceback (most recent call last):
+        ...
+    xr_dl4ds.exceptions.DataError: Variable 'tas' has no valid value (all NaN) ...
     """
     keys: list[str] = [str(n) for n in (names if names is not None else ds.data_vars)]
     lazy = []
@@ -79,12 +145,36 @@ def compute_stats(
 
 
 def normalize(da: xr.DataArray, stats: VariableStats) -> xr.DataArray:
-    """``(da - mean) / std`` as float32, lazily for dask input."""
+    """``(da - mean) / std`` as float32, lazily for dask input.
+
+    Examples
+    --------
+    >>> from xr_dl4ds.testing import synthetic_dataset
+    >>> tas = synthetic_dataset(nt=4, ny=16, nx=16)["tas"]
+    >>> z = normalize(tas, compute_stats(tas.to_dataset())["tas"])
+    >>> str(z.dtype), round(float(z.mean()), 4), round(float(z.std()), 4)
+    ('float32', 0.0, 1.0)
+    >>> normalize(tas.chunk(time=2), VariableStats(mean=280.0, std=5.0)).chunks  # lazy
+    ((2, 2), (16,), (16,))
+    """
     return ((da - stats.mean) / stats.std).astype(np.float32)
 
 
 def denormalize(da: xr.DataArray, stats: VariableStats) -> xr.DataArray:
-    """Inverse of :func:`normalize`."""
+    """Inverse of :func:`normalize`: ``da * std + mean`` as float32.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> stats = VariableStats(mean=280.0, std=5.0, units="K")
+    >>> denormalize(xr.DataArray([-1.0, 0.0, 2.0], dims="x"), stats).values
+    array([275., 280., 290.], dtype=float32)
+    >>> from xr_dl4ds.testing import synthetic_dataset
+    >>> tas = synthetic_dataset(nt=4, ny=16, nx=16)["tas"]
+    >>> back = denormalize(normalize(tas, stats), stats)
+    >>> float(abs(back - tas).max()) < 1e-4
+    True
+    """
     return (da * stats.std + stats.mean).astype(np.float32)
 
 
@@ -191,6 +281,36 @@ def convert_units(
     Returns ``da`` unchanged when the units are equal or the model has no units. The
     result's ``units`` attribute is set to ``to_units``. ``context`` declares a conversion
     between different dimensions (:data:`UNIT_CONTEXTS`, e.g. ``"hydro"``).
+
+    Raises
+    ------
+    UnitsError
+        When ``da`` has no ``units`` attribute, or its units do not convert to
+        ``to_units`` (pint).
+
+    Examples
+    --------
+    >>> from xr_dl4ds.testing import synthetic_dataset
+    >>> tas = synthetic_dataset(nt=4, ny=16, nx=16)["tas"]
+    >>> celsius = convert_units(tas, "degC")
+    >>> celsius.attrs["units"], str(celsius.dtype)
+    ('degC', 'float32')
+    >>> round(float(tas[0, 0, 0]), 2), round(float(celsius[0, 0, 0]), 2)
+    (288.55, 15.4)
+    >>> convert_units(tas, "K") is tas  # already in K: unchanged
+    True
+
+    Precipitation as a mass flux to a depth per day: liquid water, declared with a
+    context:
+
+    >>> import xarray as xr
+    >>> pr = xr.DataArray([1e-5, 2e-5], dims="x", attrs={"units": "kg m-2 s-1"})
+    >>> convert_units(pr, "mm/day", context="hydro").round(3).values
+    array([0.864, 1.728])
+    >>> convert_units(pr, "mm/day", name="pr")
+    Traceback (most recent call last):
+        ...
+    xr_dl4ds.exceptions.UnitsError: Cannot convert units 'kg m-2 s-1' to 'mm/day': ...
     """
     name = da.name if name is None else name
     if to_units is None:

@@ -34,7 +34,41 @@ def get_time_dim(
     obj: xr.DataArray | xr.Dataset, time_dim: Hashable | None = None
 ) -> Hashable | None:
     """The time dimension of ``obj``: ``time_dim`` if given, else a datetime-valued dim
-    coordinate, else one named time/t/valid_time/date, else ``None`` (static data)."""
+    coordinate, else one named time/t/valid_time/date, else ``None`` (static data).
+
+    Parameters
+    ----------
+    obj : DataArray or Dataset
+    time_dim : hashable, optional
+        An explicit choice; it must be a dimension of ``obj``.
+
+    Returns
+    -------
+    hashable or None
+        A datetime (or cftime) dim coordinate, or one with ``axis="T"``, is found
+        whatever its name.
+
+    Raises
+    ------
+    GridError
+        If ``time_dim`` is given but is not a dimension of ``obj``.
+
+    Examples
+    --------
+    >>> from xr_dl4ds import tutorial
+    >>> from xr_dl4ds.testing import synthetic_dataset
+    >>> hr = synthetic_dataset(nt=2, ny=8, nx=8)
+    >>> get_time_dim(hr), get_time_dim(hr["orog"])  # orog is static: no time dim
+    ('time', None)
+    >>> get_time_dim(hr.rename(time="valid_date"))  # datetime values, any name
+    'valid_date'
+    >>> get_time_dim(tutorial.open_dataset("era5_t2m", decode_times=False))  # CF axis="T"
+    'time'
+    >>> get_time_dim(hr, "member")
+    Traceback (most recent call last):
+        ...
+    xr_dl4ds.exceptions.GridError: time_dim='member' is not a dimension of this object ...
+    """
     if time_dim is not None:
         if time_dim not in obj.dims:
             raise GridError(
@@ -131,6 +165,34 @@ class Pair:
     spatial_dims : (y, x)
     time_dim : str
     mode : {"perfect_prognosis", "mos"}
+
+    Examples
+    --------
+    Made by :func:`xr_dl4ds.pair`; perfect prognosis (the low-resolution input is the
+    block mean of the target), with the static fields of the Dataset:
+
+    >>> import xr_dl4ds
+    >>> from xr_dl4ds.testing import synthetic_dataset
+    >>> hr = synthetic_dataset(nt=4, ny=16, nx=16)
+    >>> p = xr_dl4ds.pair(hr, scale=4)
+    >>> p
+    <xr_dl4ds.Pair mode=perfect_prognosis scale=4>
+      target:     tas
+      predictors: -
+      static:     orog, sftlf
+      highres:    time: 4, lat: 16, lon: 16
+      lowres:     time: 4, lat: 4, lon: 4
+    >>> p.lowres["lat"].values  # coarse cell centres: block means of the fine ones
+    array([35., 45., 55., 65.])
+    >>> round(float(p.lowres["tas"][0, 0, 0]), 3), round(float(hr["tas"][0, :4, :4].mean()), 3)
+    (290.466, 290.466)
+
+    MOS: the low-resolution input comes from another source on the nested coarse grid
+    (here the block mean plus a 1 K bias):
+
+    >>> p = xr_dl4ds.pair(hr, scale=4, lowres=hr["tas"].dl4ds.coarsen(scale=4) + 1.0)
+    >>> p.mode, float((p.lowres["tas"] - hr["tas"].dl4ds.coarsen(scale=4)).mean())
+    ('mos', 1.0)
     """
 
     highres: xr.Dataset
@@ -145,7 +207,25 @@ class Pair:
     mode: Literal["perfect_prognosis", "mos"]
 
     def to_datatree(self) -> xr.DataTree:
-        """The pair as a :class:`xarray.DataTree` with groups ``highres``, ``lowres``, ``static``."""
+        """The pair as a :class:`xarray.DataTree` with groups ``highres``, ``lowres``, ``static``.
+
+        The root's attrs record the mode, scale and variable roles (``dl4ds_*``), so the
+        tree can be inspected or written (``tree.to_zarr(...)``) in one piece.
+
+        Examples
+        --------
+        >>> import xr_dl4ds
+        >>> from xr_dl4ds.testing import synthetic_dataset
+        >>> tree = xr_dl4ds.pair(synthetic_dataset(nt=4, ny=16, nx=16), scale=4).to_datatree()
+        >>> list(tree.children)
+        ['highres', 'lowres', 'static']
+        >>> tree["lowres/tas"].shape, tree["highres/tas"].shape
+        ((4, 4, 4), (4, 16, 16))
+        >>> sorted(tree["static"].data_vars), tree.attrs["dl4ds_static"]
+        (['orog', 'sftlf'], 'orog sftlf')
+        >>> tree.attrs["dl4ds_mode"], tree.attrs["dl4ds_scale"]
+        ('perfect_prognosis', 4)
+        """
         root = xr.Dataset(
             attrs={
                 "dl4ds_mode": self.mode,
@@ -160,7 +240,28 @@ class Pair:
         )
 
     def isel_time(self, indexer: Any) -> Pair:
-        """The same pair restricted to some time steps."""
+        """The same pair restricted to some time steps.
+
+        Parameters
+        ----------
+        indexer : int, slice or array of int
+            Positional indexer along ``time_dim``, applied to ``highres`` and ``lowres``
+            together (the static fields have no time).
+
+        Examples
+        --------
+        A split by time into training and validation periods, as ``fit(val_time=...)``
+        does:
+
+        >>> import xr_dl4ds
+        >>> from xr_dl4ds.testing import synthetic_dataset
+        >>> p = xr_dl4ds.pair(synthetic_dataset(nt=8, ny=16, nx=16), scale=4)
+        >>> train, val = p.isel_time(slice(0, 6)), p.isel_time(slice(6, None))
+        >>> train.highres.sizes["time"], val.lowres.sizes["time"]
+        (6, 2)
+        >>> str(val.highres["time"].values[0])[:10], val.static_names
+        ('2000-01-07', ('orog', 'sftlf'))
+        """
         t = self.time_dim
         return dataclasses.replace(
             self,
