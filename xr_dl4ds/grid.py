@@ -265,11 +265,31 @@ def _is_longitude(coord: xr.DataArray) -> bool:
     )
 
 
+def _wrap_longitude(values: Any, like: np.ndarray) -> Any:
+    """``values`` wrapped into the convention of the longitudes ``like``: 0..360 when
+    they have no negative value, else -180..180 when none is above 180, else as is."""
+    if np.nanmin(like) >= 0:
+        return np.mod(values, 360.0)
+    if np.nanmax(like) <= 180:
+        return (values + 180.0) % 360.0 - 180.0
+    return values
+
+
 def _block_mean_coord(coord: xr.DataArray, dims: Mapping[Hashable, int]) -> xr.DataArray:
-    """Block mean of a coordinate variable; longitudes are averaged on the circle."""
+    """Block mean of a coordinate variable; longitudes are averaged on the circle (1-D
+    ones that cross the wrap point of their convention: unwrapped, then wrapped back)."""
     cdims = {d: s for d, s in dims.items() if d in coord.dims}
     if not cdims:
         return coord
+    if _is_longitude(coord) and coord.ndim == 1 and coord.chunks is None:
+        values = np.asarray(coord.values, dtype=np.float64)
+        unwrapped = np.unwrap(values, period=360.0)
+        if np.any(np.abs(unwrapped - values) > 0):  # it crosses the wrap point
+            means = xr.DataArray(unwrapped, dims=coord.dims).coarsen(cdims).mean()
+            wrapped = _wrap_longitude(means.values, values)
+            if coord.dtype.kind == "f":
+                wrapped = wrapped.astype(coord.dtype)
+            return xr.DataArray(wrapped, dims=coord.dims, name=coord.name, attrs=coord.attrs)
     if _is_longitude(coord) and coord.ndim > 1:
         rad = coord * (np.pi / 180.0)
         s = xr.apply_ufunc(np.sin, rad).coarsen(cdims).mean()
@@ -280,6 +300,56 @@ def _block_mean_coord(coord: xr.DataArray, dims: Mapping[Hashable, int]) -> xr.D
             out = out % 360
         return out.assign_attrs(coord.attrs)
     return coord.coarsen(cdims).mean().assign_attrs(coord.attrs)
+
+
+def _spatial_bounds(
+    obj: xr.DataArray | xr.Dataset, dims: Sequence[Hashable]
+) -> dict[Hashable, tuple[Hashable, Hashable]]:
+    """``{bounds name: (dim, vertex dim)}`` for the CF bounds ``(n, 2)`` of the 1-D
+    dimension coordinates along ``dims`` (a coordinate or, in a Dataset, a variable)."""
+    variables: Mapping[Hashable, xr.Variable] = (
+        obj.coords.variables if isinstance(obj, xr.DataArray) else obj.variables
+    )
+    out: dict[Hashable, tuple[Hashable, Hashable]] = {}
+    for dim in dims:
+        if dim not in obj.coords:
+            continue
+        name = _bounds_name(obj[dim])
+        if name is None or name not in variables:
+            continue
+        b = variables[name]
+        if b.ndim != 2 or dim not in b.dims:
+            continue
+        vdim = next(d for d in b.dims if d != dim)
+        if b.sizes[vdim] == 2:
+            out[name] = (dim, vdim)
+    return out
+
+
+def _bounds_sides(data: Any) -> tuple[Any, Any, Any]:
+    """``(start, end, b0_first)`` of ``(n, 2)`` bounds: the side of each cell that comes
+    first along the dimension, the other side, and whether column 0 is that first side.
+    Works lazily on dask arrays."""
+    n = data.shape[0]
+    b0, b1 = data[:, 0], data[:, 1]
+    if n > 1:
+        ascending = (b0[-1:] + b1[-1:]) >= (b0[:1] + b1[:1])  # (1,): stays lazy for dask
+    else:
+        ascending = b1 >= b0
+    b0_first = (b1 >= b0) == ascending
+    return np.where(b0_first, b0, b1), np.where(b0_first, b1, b0), b0_first
+
+
+def _coarsen_bounds(var: xr.Variable, dim: Hashable, vdim: Hashable, scale: int) -> xr.Variable:
+    """Coarse CF bounds: each coarse cell spans from the first side of its first fine
+    cell to the other side of its last one (keeping the column order of the input),
+    the exact inverse of :func:`refine_bounds` for a regular grid."""
+    b = var.transpose(dim, vdim)
+    start, end, b0_first = _bounds_sides(b.data)
+    cstart, cend = start[::scale], end[scale - 1 :: scale]
+    flip = ~b0_first[::scale]
+    data = np.stack([np.where(flip, cend, cstart), np.where(flip, cstart, cend)], axis=-1)
+    return xr.Variable((dim, vdim), data, attrs=var.attrs).transpose(*var.dims)
 
 
 def coarsen(
@@ -293,7 +363,9 @@ def coarsen(
     Missing values are skipped (a coarse cell is the mean of its valid fine cells, NaN
     only when all of them are missing). Grids that are not a multiple of ``scale`` are
     trimmed first, with a warning. The coarse coordinates are the block means of the
-    fine ones (longitudes of 2-D auxiliary coordinates averaged on the circle); every
+    fine ones (longitudes of 2-D auxiliary coordinates averaged on the circle); the CF
+    bounds ``(n, 2)`` of the 1-D spatial coordinates are merged, each coarse cell
+    spanning its ``scale`` fine cells (the inverse of :func:`refine_bounds`); every
     attribute, non-spatial coordinate and variable without spatial dims is kept.
     Dask-backed input stays lazy.
 
@@ -321,15 +393,25 @@ def coarsen(
         data = da.variable.coarsen(cdims, func="mean", keep_attrs=True)
         return xr.DataArray(data, dims=da.dims, name=da.name, attrs=da.attrs)
 
+    bounds = _spatial_bounds(obj, (ydim, xdim))
     coords = {
-        name: _block_mean_coord(xr.DataArray(coord.variable, name=name), dims).variable
+        name: (
+            _coarsen_bounds(coord.variable, *bounds[name], scale)
+            if name in bounds
+            else _block_mean_coord(xr.DataArray(coord.variable, name=name), dims).variable
+        )
         for name, coord in obj.coords.items()
     }
     if isinstance(obj, xr.DataArray):
         out = _coarsen_da(obj.drop_vars(list(obj.coords))).assign_coords(coords)
         return out
     data_vars = {
-        name: _coarsen_da(da.drop_vars(list(da.coords))) for name, da in obj.data_vars.items()
+        name: (
+            xr.DataArray(_coarsen_bounds(da.variable, *bounds[name], scale), name=name)
+            if name in bounds
+            else _coarsen_da(da.drop_vars(list(da.coords)))
+        )
+        for name, da in obj.data_vars.items()
     }
     out_ds = xr.Dataset(data_vars, coords=coords, attrs=obj.attrs)
     for name in obj.data_vars:
@@ -366,28 +448,34 @@ def refine_coords(
     index ``(j - (scale - 1)/2) / scale``, interpolated linearly (extrapolated linearly
     at the edges). For a regular coordinate with spacing ``d`` this gives the fine
     centres ``c_i + (k - (scale - 1)/2) * d / scale``, ``k = 0..scale-1``.
-    Longitudes are unwrapped before and wrapped back after (keeping a 0..360 or
-    -180..180 convention).
+    Longitudes that cross the wrap point of their convention (the 0/360 meridian, or
+    the date line at -180/180) are unwrapped before and wrapped back after (keeping the
+    0..360 or -180..180 convention); a longitude that does not cross it is refined as
+    it is, so it stays monotonic (its outer fine cells may lie just beyond 0 or 180).
 
     Examples
     --------
     >>> refine_coords(np.array([1.5, 5.5]), 4)
     array([0., 1., 2., 3., 4., 5., 6., 7.])
+    >>> refine_coords(np.array([358.0, 2.0]), 2, longitude=True)  # across 0/360
+    array([357., 359.,   1.,   3.])
+    >>> refine_coords(np.array([0.0, 1.0]), 2, longitude=True)  # does not cross: as it is
+    array([-0.25,  0.25,  0.75,  1.25])
     """
     scale = check_scale(scale)
     values = np.asarray(values)
     if values.dtype.kind in "mM":
         raise GridError("Spatial coordinates must be numeric, got datetimes.")
     v = values.astype(np.float64)
+    wrap = False
     if longitude:
-        v = np.unwrap(v, period=360.0, axis=axis)
+        unwrapped = np.unwrap(v, period=360.0, axis=axis)
+        wrap = bool(np.any(np.abs(unwrapped - v) > 0))  # it crosses the wrap point
+        v = unwrapped
     n_fine = values.shape[axis] * scale
     out = _interp_linear_extrap(_fractional_fine_index(n_fine, scale), v, axis)
-    if longitude:
-        if np.nanmin(values) >= 0:
-            out = np.mod(out, 360.0)
-        elif np.nanmax(values) <= 180:
-            out = (out + 180.0) % 360.0 - 180.0
+    if wrap:
+        out = _wrap_longitude(out, values)
     if values.dtype.kind == "f":
         out = out.astype(values.dtype)
     return out
@@ -435,17 +523,9 @@ def refine_bounds(bounds: Any, scale: int) -> Any:
             f"{tuple(bounds.shape)}."
         )
     n = bounds.shape[0]
-    b0, b1 = bounds[:, 0], bounds[:, 1]
     # the direction of the grid: the side of each cell that comes first along the dim
-    if n > 1:
-        first = b0[:1] + b1[:1]
-        last = b0[-1:] + b1[-1:]
-        ascending = last >= first  # (1,) array: stays lazy for dask
-    else:
-        ascending = b1 >= b0
-    b0_first = (b1 >= b0) == ascending
-    start = np.where(b0_first, b0, b1)[:, None]
-    end = np.where(b0_first, b1, b0)[:, None]
+    start, end, b0_first = _bounds_sides(bounds)
+    start, end = start[:, None], end[:, None]
     frac = np.arange(scale + 1, dtype=np.float64) / scale
     points = start + (end - start) * frac[None, :-1]  # (n, scale): sub-cell starts
     nxt = np.concatenate([points[:, 1:], end], axis=1)  # (n, scale): sub-cell ends
