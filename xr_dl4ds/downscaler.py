@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from .data.normalization import VariableStats, compute_stats
+from .data.checks import value_summary
+from .data.normalization import VariableStats, stats_from_summary
 from .data.pairing import Pair, pair
 from .exceptions import ConfigError, DataError, DL4DSWarning
 from .grid import is_periodic
@@ -629,11 +630,19 @@ def fit(
     net = create_model(config)  # weights drawn right after seeding: reproducible
 
     # -- statistics over the training period (one lazy pass), then arrays -------------
-    stats = compute_stats(train_pair.highres)
-    if p.predictors:
-        stats.update(compute_stats(train_pair.lowres, p.predictors))
-    if p.static_names:
-        stats.update(compute_stats(p.static))
+    # one pass over the training data: the statistics and the checks of the values
+    # (infinite values, undeclared fill values, gaps in static fields, a constant target)
+    fields = [(t, "target", train_pair.highres[t]) for t in p.target]
+    if p.mode == "mos":
+        fields += [(f"lowres:{t}", "low-resolution target", train_pair.lowres[t]) for t in p.target]
+    fields += [(n, "predictor", train_pair.lowres[n]) for n in p.predictors]
+    fields += [(n, "static field", p.static[n]) for n in p.static_names]
+    summaries = value_summary(fields)
+    stats = {
+        key: stats_from_summary(s, da.attrs.get("units"))
+        for (key, _, da), s in zip(fields, summaries.values(), strict=True)
+        if not key.startswith("lowres:")
+    }
     lazy = (
         (train_pair.highres[p.target[0]].chunks is not None) if in_memory is None else not in_memory
     )

@@ -14,9 +14,10 @@ import numpy as np
 import xarray as xr
 
 from .cf import _OUT, assemble_output
+from .data.checks import check_block_values, check_dtype, mask_declared_fill
 from .data.normalization import convert_units
 from .data.pairing import _as_dataset, get_time_dim
-from .exceptions import ConfigError, GridError, ScaleError, VariableError
+from .exceptions import ConfigError, DataError, GridError, ScaleError, VariableError
 from .grid import (
     _is_longitude,
     _spacing,
@@ -369,6 +370,7 @@ def _member_outputs(
     """Every realization's output for ``flat`` (N, [T,] C, h, w) in training units, as
     (N, [T,] V, H, W) in the units of the targets (denormalized)."""
     h, w = flat.shape[-2:]
+    check_block_values(flat, settings.channels)
     results = []
     for member in members:
         model, net = _cached_network(member.key, member.model, settings.device)
@@ -662,6 +664,15 @@ def _static_member(
     hr_ds = xr.Dataset({n: f for n, f in zip(model.static_names, fields, strict=True)})
     lr_ds = coarsen(hr_ds, s, spatial_dims=(y, x))
 
+    for n in model.static_names:
+        bad = int((~np.isfinite(np.asarray(hr_ds[n].values, np.float64))).sum())
+        if bad:
+            raise DataError(
+                f"static field {n!r} has {bad} missing or infinite cell(s). Allowed: static "
+                "fields defined everywhere, as in training. Fix: fill them with their "
+                f"physical value, e.g. static[{n!r}].fillna(0) for orography over the sea."
+            )
+
     def stack(d: xr.Dataset) -> np.ndarray:
         arrs = [
             np.nan_to_num(
@@ -891,8 +902,13 @@ def downscale(
     )
 
     # lazily: units -> stack channels (normalization happens per model in the tasks)
+    for n in needed:
+        check_dtype(ds[n], role="input")
     channels = [
-        convert_units(ds[n], model.stats[n].units, name=n, context=units_context) for n in needed
+        convert_units(
+            mask_declared_fill(ds[n]), model.stats[n].units, name=n, context=units_context
+        )
+        for n in needed
     ]
     template_dims: list[Hashable] = list(ds[model.target[0]].dims)
     stacked = xr.concat(

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
 
-import dask
 import numpy as np
 import xarray as xr
 
-from ..exceptions import DataError, UnitsError
+from ..exceptions import UnitsError
 
 __all__ = [
     "UNIT_CONTEXTS",
@@ -87,7 +85,8 @@ def compute_stats(
 
     Everything is computed in one pass (one ``dask.compute`` of the sums, counts and sums
     of squares of all variables together), in float64. A constant field gets ``std = 1``
-    so that normalizing it does not divide by zero.
+    so that normalizing it does not divide by zero. The same pass checks the values
+    (:func:`xr_dl4ds.data.checks.value_summary`).
 
     Parameters
     ----------
@@ -103,7 +102,8 @@ def compute_stats(
     Raises
     ------
     DataError
-        When a variable has no valid value at all.
+        When a variable has no valid value at all, infinite values, or values of
+        magnitude >= 1e15 (undeclared fill values).
 
     Examples
     --------
@@ -119,29 +119,22 @@ def compute_stats(
     >>> compute_stats(hr.assign(tas=hr["tas"] * np.nan), ["tas"])
     Traceback (most recent call last):
         ...
-    xr_dl4ds.exceptions.DataError: Variable 'tas' has no valid value (all NaN) ...
+    xr_dl4ds.exceptions.DataError: The variable 'tas' has no valid value (all NaN) ...
     """
+    from .checks import value_summary
+
     keys: list[str] = [str(n) for n in (names if names is not None else ds.data_vars)]
-    lazy = []
-    for n in keys:
-        x = ds[n].astype(np.float64)
-        lazy.append((x.count(), x.sum(), (x * x).sum()))
-    (computed,) = dask.compute(lazy)
-    out = {}
-    for n, (count, total, total_sq) in zip(keys, computed, strict=True):
-        count = int(count)
-        if count == 0:
-            raise DataError(
-                f"Variable {n!r} has no valid value (all NaN) in the training data. Check "
-                "the selected period and region, or drop the variable."
-            )
-        mean = float(total) / count
-        var = max(float(total_sq) / count - mean * mean, 0.0)
-        std = math.sqrt(var)
-        if not std > 1e-12 * max(1.0, abs(mean)):
-            std = 1.0
-        out[n] = VariableStats(mean=mean, std=std, units=ds[n].attrs.get("units"))
-    return out
+    summaries = value_summary((n, "variable", ds[n]) for n in keys)
+    return {n: stats_from_summary(summaries[n], ds[n].attrs.get("units")) for n in keys}
+
+
+def stats_from_summary(summary: Any, units: str | None) -> VariableStats:
+    """The :class:`VariableStats` of a :class:`~xr_dl4ds.data.checks.ValueSummary`: its
+    mean and standard deviation, ``std = 1`` for a constant field."""
+    std = summary.std
+    if not std > 1e-12 * max(1.0, abs(summary.mean)):
+        std = 1.0
+    return VariableStats(mean=summary.mean, std=std, units=units)
 
 
 def normalize(da: xr.DataArray, stats: VariableStats) -> xr.DataArray:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from ..exceptions import DataError, DL4DSWarning, GridError, VariableError
+from ..exceptions import DataError, DL4DSWarning, GridError, UnitsError, VariableError
 from ..grid import (
     _is_longitude,
     check_scale,
@@ -23,6 +23,15 @@ from ..grid import (
     get_spatial_dims,
     locate_subgrid,
     trim_to_scale,
+)
+from .checks import (
+    check_calendars,
+    check_dtype,
+    check_spatial_coords,
+    check_time_coord,
+    check_units,
+    check_variable_dims,
+    mask_declared_fill,
 )
 
 __all__ = ["Pair", "pair", "get_time_dim", "select_target"]
@@ -290,6 +299,35 @@ def _names(arg: str | Iterable[str] | None) -> list[str]:
     return list(arg)
 
 
+def _check_variable(
+    da: xr.DataArray, role: str, allowed: tuple[Hashable, ...], tdim: Hashable
+) -> None:
+    """Dims, dtype and units of a target, low-resolution target or predictor."""
+    check_variable_dims(da, allowed, role=role, tdim=tdim)
+    check_dtype(da, role=role)
+    check_units(da, role=role, required=True)
+
+
+def _declares_fill(da: xr.DataArray) -> bool:
+    return "_FillValue" in da.attrs or "missing_value" in da.attrs
+
+
+def _to_units_of(lr: xr.DataArray, hr: xr.DataArray) -> xr.DataArray:
+    """MOS: the low-resolution target in the units of the high-resolution one (lazy)."""
+    from .normalization import convert_units
+
+    hr_units, lr_units = hr.attrs.get("units"), lr.attrs.get("units")
+    if hr_units is None or lr_units is None or hr_units == lr_units:
+        return lr
+    try:
+        return convert_units(lr, str(hr_units), name=str(lr.name))
+    except UnitsError as err:
+        raise UnitsError(
+            f"The low-resolution {lr.name!r} is in {lr_units!r}, the high-resolution one in "
+            f"{hr_units!r}, and one cannot be converted to the other: {err}"
+        ) from None
+
+
 def _check_same_grid(
     field: xr.DataArray,
     ref: xr.Dataset,
@@ -401,14 +439,33 @@ def pair(
     named_predictors = (
         [] if isinstance(predictors, (xr.DataArray, xr.Dataset)) else _names(predictors)
     )
+    if isinstance(obj, xr.DataArray) and obj.name is None:
+        raise VariableError(
+            "The DataArray has no name. Allowed: a named DataArray (its name becomes the "
+            "model's target: the variable downscale() looks for and writes). Fix: "
+            "da.rename('tas') with the variable's name, or pass a Dataset."
+        )
     targets = select_target(ds, target, spatial, tdim, exclude=named_predictors)
+    if ds.sizes[tdim] == 0:
+        raise DataError(
+            f"The high-resolution data have no time step along {tdim!r} (an empty "
+            "selection?). Allowed: at least one step (more for a validation split). Fix: "
+            f"check the period selected, e.g. that obj.sel({tdim}=slice(start, end)) covers "
+            f"the data ({tdim!r} must be sorted for slicing by dates)."
+        )
+    check_spatial_coords(ds, spatial, what="high-resolution", tolerance=tolerance)
+    check_time_coord(ds, tdim, what="high-resolution")
     for n in targets:
         if tdim not in ds[n].dims:
             raise VariableError(
                 f"Target variable {n!r} has no time dimension {tdim!r} (dims {ds[n].dims})."
             )
+        _check_variable(ds[n], "target", (tdim, *spatial), tdim)
     ds = trim_to_scale(ds, scale, spatial_dims=spatial)
     highres = ds[targets]
+    declared = {n: highres[n] for n in targets if _declares_fill(highres[n])}
+    if declared:  # data with _FillValue/missing_value attributes: those cells are missing
+        highres = highres.assign({n: mask_declared_fill(da) for n, da in declared.items()})
 
     # static fields
     if isinstance(static, (xr.DataArray, xr.Dataset)):
@@ -443,6 +500,9 @@ def pair(
                 f"Static field {f.name!r} has dims {f.dims}; only the spatial dims {spatial} "
                 "are allowed. Select or reduce the others first."
             )
+        check_dtype(f, role="static field")
+        check_units(f, role="static field", required=False)
+        f = mask_declared_fill(f)
         static_vars[str(f.name)] = _check_same_grid(f, highres, spatial, "static field", tolerance)
     static_ds = xr.Dataset(static_vars)
 
@@ -469,6 +529,14 @@ def pair(
             raise GridError("The low-resolution data has no time dimension.")
         if lr_tdim != tdim:
             lr_ds = lr_ds.rename({lr_tdim: tdim})
+        check_spatial_coords(lr_ds, spatial, what="low-resolution", tolerance=tolerance)
+        check_time_coord(lr_ds, tdim, what="low-resolution")
+        check_calendars(highres[tdim], lr_ds[tdim], what="low-resolution data")
+        converted = {}
+        for n in targets:
+            _check_variable(lr_ds[n], "low-resolution target", (tdim, *spatial), tdim)
+            converted[n] = _to_units_of(mask_declared_fill(lr_ds[n]), highres[n])
+        lr_ds = lr_ds.assign(converted)
         lr = _nest_lowres(lr_ds, highres, scale, spatial, tolerance)
         common = np.intersect1d(highres[tdim].values, lr[tdim].values)
         if common.size == 0:
@@ -518,6 +586,11 @@ def pair(
                 raise VariableError(
                     f"Predictor {n!r} has no time dimension; static fields go in static=."
                 )
+            _check_variable(p, "predictor", (tdim, *spatial), tdim)
+            check_spatial_coords(p, spatial, what=f"predictor {n!r}", tolerance=tolerance)
+            check_time_coord(p, tdim, what=f"predictor {n!r}")
+            check_calendars(lr[tdim], p[tdim], what=f"predictor {n!r}")
+            p = mask_declared_fill(p)
             if p.sizes[ydim] == highres.sizes[ydim] and p.sizes[xdim] == highres.sizes[xdim]:
                 p = coarsen(
                     _check_same_grid(p, highres, spatial, "predictor", tolerance),
