@@ -755,3 +755,14 @@ def test_a_member_dim_declared_as_samples_trains() -> None:
     samples = ens.stack(sample=("time", "member"))
     model = samples.dl4ds.fit(**{**TINY, "time_dim": "sample"})
     assert model.stats["tas"].mean == pytest.approx(float(hr["tas"].mean()) + 0.5, rel=1e-6)
+
+
+def test_a_360_day_calendar_trains_splits_and_downscales() -> None:
+    hr = synthetic_dataset(nt=8, ny=16, nx=24, seed=0).convert_calendar(
+        "360_day", use_cftime=True, align_on="year"
+    )
+    model = hr.dl4ds.fit(**{**TINY, "val_time": slice("2000-01-07", "2000-01-08")})
+    assert np.isfinite(model.history["val_loss"].values).all()
+    out = hr["tas"].dl4ds.coarsen(scale=4).dl4ds.downscale(model, device="cpu")
+    assert out.time.dt.calendar == "360_day"
+    xr.testing.assert_identical(out.time, hr.time)
