@@ -558,8 +558,9 @@ def test_downscale_resume(files, tmp_path, monkeypatch, capsys):
         return original(*a, **k, chunks_per_region=1, on_region=stop)
 
     monkeypatch.setattr(xr_dl4ds.writing, "to_zarr", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        run_cli("downscale", files["model"], files["lr"], out, *args)
+    assert run_cli("downscale", files["model"], files["lr"], out, *args) == 130  # ctrl-C
+    err = capsys.readouterr().err
+    assert "interrupted: the zarr store" in err and "with --resume to write the rest" in err
     monkeypatch.setattr(xr_dl4ds.writing, "to_zarr", original)
     assert not xr_dl4ds.writing.is_complete(out)
 

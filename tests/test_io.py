@@ -162,3 +162,23 @@ def test_save_to_file_object(model):
     model.save(buf)
     buf.seek(0)
     assert xr_dl4ds.load(buf).config == model.config
+
+
+def test_model_id_survives_a_reload_with_a_validation_history(hr):
+    """History variables (loss, val_loss, ...) are stored in the order load() rebuilds
+    them, so a model and its reloaded copy have one id."""
+    from conftest import train_small
+
+    from xr_dl4ds.io import dumps, load, model_id
+
+    m = train_small(hr, val_fraction=0.25)
+    assert "val_loss" in m.history
+    assert model_id(load(io.BytesIO(dumps(m)))) == model_id(m)
+
+
+def test_repr_of_a_model_trained_without_spatial_coordinates(hr):
+    from conftest import train_small
+
+    m = train_small(hr.drop_vars(["lat", "lon"]), spatial_dims=("lat", "lon"))
+    text = repr(m)
+    assert "grid:       lat: ? -> ?, lon: ? -> ?" in text and "tas [K]" in text

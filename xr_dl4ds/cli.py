@@ -40,8 +40,10 @@ import math
 import os
 import re
 import shutil
+import signal
 import sys
 import textwrap
+import threading
 import time
 import uuid
 import warnings
@@ -775,9 +777,83 @@ def write_dataset(
             return to_zarr(ds, os.fspath(path), mode=mode, progress=progress)
     if resume:
         raise ConfigError(_resume_netcdf_message(path))
-    with _atomic_path(path, overwrite=overwrite) as tmp:
-        _write_netcdf(ds, tmp, progress=progress)
+    try:
+        with _atomic_path(path, overwrite=overwrite) as tmp, _deferred_interrupt() as event:
+            if event is not None:
+                ds = _interruptible(ds, event)
+            _write_netcdf(ds, tmp, progress=progress)
+    except Exception as err:
+        add_note = getattr(err, "add_note", None)  # Python >= 3.11
+        if add_note is not None and not isinstance(err, DL4DSError):
+            add_note(
+                f"{PROG}: writing {os.fspath(path)!r} failed, so nothing was written there "
+                "(the partial temporary file was removed). Fix the cause (disk space, "
+                "permissions...) and rerun the command."
+            )
+        raise
     return None
+
+
+class _Interrupted(Exception):
+    """Raised by a dask task of a netCDF write once ctrl-C was pressed."""
+
+
+@contextlib.contextmanager
+def _deferred_interrupt() -> Iterator[threading.Event | None]:
+    """Turn ctrl-C (SIGINT) during a netCDF write into an event that the write checks
+    between chunks (see :func:`_interruptible`), then raise KeyboardInterrupt once the
+    writer has closed the file.
+
+    A KeyboardInterrupt raised at an arbitrary point of the writer can land between the
+    acquisition and the release of one of xarray's file locks: closing the file then
+    waits for that lock forever (the process hangs instead of exiting). A second ctrl-C
+    interrupts at once. Yields None (nothing deferred) outside the main thread, under a
+    dask.distributed client (whose tasks cannot share the event) or when SIGINT has a
+    handler other than Python's default.
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        or _client() is not None
+    ):
+        yield None
+        return
+    event = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        if event.is_set():  # pressed twice: stop now
+            raise KeyboardInterrupt
+        event.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield event
+    except _Interrupted:
+        raise KeyboardInterrupt from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if event.is_set():  # pressed after the last chunk: the file is discarded all the same
+        raise KeyboardInterrupt
+
+
+def _stop_if_interrupted(block: Any, event: threading.Event) -> Any:
+    if event.is_set():
+        raise _Interrupted("interrupted")
+    return block
+
+
+def _interruptible(ds: xr.Dataset, event: threading.Event) -> xr.Dataset:
+    """``ds`` whose dask chunks raise :class:`_Interrupted` once ``event`` is set, so a
+    write stops at the next chunk through the writer's own error handling."""
+    out = ds.copy()
+    for name, var in ds.data_vars.items():
+        data = var.data
+        if hasattr(data, "dask") and hasattr(data, "map_blocks"):
+            checked = data.map_blocks(
+                _stop_if_interrupted, event, dtype=data.dtype, meta=getattr(data, "_meta", None)
+            )
+            out[name] = var.copy(data=checked)
+    return out
 
 
 def _resume_netcdf_message(path: str | os.PathLike[str]) -> str:
@@ -2091,7 +2167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``xr-dl4ds`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status.
 
     xr_dl4ds errors (configuration errors included) are printed as
-    ``xr-dl4ds: error: <message>`` with status 2; other exceptions propagate.
+    ``xr-dl4ds: error: <message>`` with status 2; an interruption (ctrl-C, SIGINT) is
+    printed as one line, ``xr-dl4ds: interrupted: <what is left and how to go on>``, with
+    status 130 (128 + SIGINT, as shells report it); other exceptions propagate.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -2100,3 +2178,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DL4DSError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted: {_interrupted_message(args)}", file=sys.stderr, flush=True)
+        return 130
+
+
+def _interrupted_message(args: argparse.Namespace) -> str:
+    """What an interrupted command left behind and how to go on (one line)."""
+    command = getattr(args, "func", None)
+    if command is _cmd_fit:
+        return (
+            "the outputs not yet written are absent, none is partial. If [fit] "
+            "checkpoint_path is set, continue from the last checkpoint: rerun with "
+            "--set fit.resume=<checkpoint_path>."
+        )
+    if command is _cmd_downscale:
+        if _is_zarr_output(args.output):
+            from .writing import is_complete
+
+            try:
+                complete = is_complete(os.fspath(args.output))
+            except Exception:  # no store there (interrupted before it was created)
+                complete = True
+            if not complete:
+                return (
+                    f"the zarr store {args.output!r} is incomplete (its finished chunks are "
+                    "kept): rerun the same command with --resume to write the rest."
+                )
+        return f"nothing was written to {args.output!r}: rerun the command."
+    if command in (_cmd_evaluate, _cmd_compare):
+        return "the report may be incomplete: rerun the command with --overwrite."
+    return "stopped before the end."

@@ -272,7 +272,9 @@ class Downscaler:
     def __repr__(self) -> str:
         c = self.config
         y, x = self.grid.y, self.grid.x
-        (h, w), (H, W) = self.grid.lowres_shape, self.grid.highres_shape
+        # sizes unknown ("?") for a model trained on data without spatial coordinates
+        h, w = (self.grid.lowres.sizes.get(d, "?") for d in (y, x))
+        H, W = (self.grid.highres.sizes.get(d, "?") for d in (y, x))
         n_params = sum(int(np.prod(t.shape)) for t in self.state_dict.values())
         epochs = self.history.sizes.get("epoch", 0)
         lines = [

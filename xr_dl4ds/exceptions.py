@@ -237,8 +237,8 @@ class ModelFileError(DL4DSError, ValueError):
     Traceback (most recent call last):
         ...
     xr_dl4ds.exceptions.ModelFileError: notes.dl4ds could not be read as an xr_dl4ds model
-    file (...). The file is not a model saved by Downscaler.save(), or it is truncated or
-    corrupt (an interrupted copy?). Save or copy it again.
+    file: it starts with b'not ', while model files are zip archives written by
+    torch.save() (starting with b'PK'). Pass a file written by Downscaler.save() / ...
     >>> issubclass(ModelFileError, DL4DSError), issubclass(ModelFileError, ValueError)
     (True, True)
     """

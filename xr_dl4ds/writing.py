@@ -21,6 +21,7 @@ in-memory dict).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -690,11 +691,12 @@ def to_zarr(
     skipped = _count(marker["done"])
     if not marker["template"]:
         overwrite = mode == "w" or exists  # "resume": killed while creating the template
-        _create_template(
-            ds, store, marker, xr_encoding, zarr_format, storage_options, overwrite=overwrite
-        )
-        marker["template"] = True
-        _write_marker(store, storage_options, marker)
+        with _explain_failure(store, "creating the store", marker):
+            _create_template(
+                ds, store, marker, xr_encoding, zarr_format, storage_options, overwrite=overwrite
+            )
+            marker["template"] = True
+            _write_marker(store, storage_options, marker)
     elif skipped:
         _say(
             progress,
@@ -706,9 +708,10 @@ def to_zarr(
     to_zarr_kwargs = _zarr_kwargs(storage_options, None)
     if not marker["static"]:
         static = ds.drop_vars([n for n in ds.variables if n not in static_vars])
-        static.to_zarr(store, mode="r+", consolidated=False, **to_zarr_kwargs)
-        marker["static"] = True
-        group.attrs[MARKER_ATTR] = json.dumps(marker)
+        with _explain_failure(store, "writing the variables without the dimension", marker):
+            static.to_zarr(store, mode="r+", consolidated=False, **to_zarr_kwargs)
+            marker["static"] = True
+            group.attrs[MARKER_ATTR] = json.dumps(marker)
 
     per_region = chunks_per_region or _default_chunks_per_region()
     sub = ds.drop_vars([n for n in ds.variables if n not in region_vars])
@@ -720,11 +723,13 @@ def to_zarr(
                 b = min(a + per_region, stop)
                 assert dim is not None  # region_vars is empty when dim is None
                 region: dict[Any, slice] = {dim: slice(a * chunk, min(b * chunk, size))}
-                sub.isel(region).to_zarr(
-                    store, region=region, mode="r+", consolidated=False, **to_zarr_kwargs
-                )
-                marker["done"] = _add_range(marker["done"], a, b)
-                group.attrs[MARKER_ATTR] = json.dumps(marker)
+                what = f"writing the chunks {a} to {b - 1} along {dim!r} (region {region})"
+                with _explain_failure(store, what, marker):
+                    sub.isel(region).to_zarr(
+                        store, region=region, mode="r+", consolidated=False, **to_zarr_kwargs
+                    )
+                    marker["done"] = _add_range(marker["done"], a, b)
+                    group.attrs[MARKER_ATTR] = json.dumps(marker)
                 bar.update(b - a)
                 if on_region is not None:
                     on_region(n_regions, region)
@@ -732,11 +737,43 @@ def to_zarr(
     finally:
         bar.close()
 
-    del group.attrs[MARKER_ATTR]  # the store is complete from here on
+    with _explain_failure(store, "marking the store complete", marker):
+        del group.attrs[MARKER_ATTR]  # the store is complete from here on
     _ensure_consolidated(store, storage_options, consolidated)
     written = n_chunks - skipped
     log.info("to_zarr: %s complete (%d chunks written, %d skipped)", store, written, skipped)
     return WriteSummary(dim, chunk, n_chunks, written, skipped, n_regions, False)
+
+
+@contextlib.contextmanager
+def _explain_failure(store: StoreLike, what: str, marker: Mapping[str, Any]) -> Iterator[None]:
+    """Add a note to an exception raised while writing `store`: what failed, what is in
+    the store now and how to finish it (the exception keeps its type, so ``except
+    OSError`` still catches a full disk; the note is shown with the traceback)."""
+    try:
+        yield
+    except Exception as err:
+        where = _describe(store)
+        if marker.get("template"):
+            state = (
+                "The store is not complete (is_complete() is False; "
+                f"{_count(marker['done'])} of {marker['n_chunks']} chunks along "
+                f"{marker['dim']!r} are written and kept)."
+            )
+        else:
+            state = "The store was not created, or is not complete (it holds no data yet)."
+        note = (
+            f"xr_dl4ds.to_zarr failed while {what} of {where}. {state} Fix the cause (disk "
+            "space, permissions, the connection to the store...), then call to_zarr again "
+            "with the same object and mode='resume' (xr-dl4ds downscale: rerun the command "
+            "with --resume) to write only what is missing."
+        )
+        add_note = getattr(err, "add_note", None)  # Python >= 3.11
+        if add_note is not None:
+            add_note(note)
+        else:
+            log.error(note)
+        raise
 
 
 def _exists_message(store: StoreLike, stored: dict[str, Any] | None) -> str:
