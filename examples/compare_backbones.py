@@ -11,7 +11,7 @@ upsamplings (``rc``, ``dc``, ``pin``). About 10 minutes on 2 CPU cores with the 
 budget; faster on a GPU.
 
 Run:  python examples/compare_backbones.py [--out DIR] [--budget SECONDS] [--epochs N]
-      [--steps-per-epoch N] [--device DEVICE]
+      [--steps-per-epoch N] [--batch-size N] [--device DEVICE] [--quick]
 (``--budget 0 --epochs 15``: the same epochs for every configuration instead, which does not
 depend on the machine's speed or load.)
 Writes into DIR (default ./compare_report): report.md (the table and the figures),
@@ -70,11 +70,13 @@ COLUMNS = [
 ]
 
 
-def main(out: Path, budget: float, epochs: int | None, device: str) -> None:
+def main(out: Path, budget: float, epochs: int | None, device: str, quick: bool = False) -> None:
     start = time.perf_counter()
     ds = tutorial.open_dataset("era5_t2m")
     # 181 latitudes (90N..90S) are not a multiple of 4: drop the South Pole row ourselves
     ds = ds.isel(lat=slice(0, 180))
+    if quick:  # a smoke run on a 64 x 128 window: 90N-27N, 0-127E
+        ds = ds.isel(lat=slice(0, 64), lon=slice(0, 128))
     table = xr_dl4ds.compare(
         ds,
         CONFIGS,
@@ -185,6 +187,16 @@ if __name__ == "__main__":
         default=TRAINING["steps_per_epoch"],
         help=f"batches per epoch (default: {TRAINING['steps_per_epoch']})",
     )
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run on a 64 x 128 window (90N-27N, 0-127E)"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=TRAINING["batch_size"],
+        help=f"patches per batch (default: {TRAINING['batch_size']})",
+    )
     args = parser.parse_args()
     TRAINING["steps_per_epoch"] = args.steps_per_epoch
-    main(args.out, args.budget, args.epochs, args.device)
+    TRAINING["batch_size"] = args.batch_size
+    main(args.out, args.budget, args.epochs, args.device, args.quick)

@@ -15,7 +15,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "compare_backbones.
 
 def test_compare_backbones_example_writes_its_report(tmp_path):
     cmd = [sys.executable, str(EXAMPLE), "--budget", "0", "--epochs", "1", "--device", "cpu"]
-    cmd += ["--steps-per-epoch", "1"]
+    cmd += ["--steps-per-epoch", "1", "--batch-size", "2", "--quick"]
     proc = subprocess.run(
         [*cmd, "--out", str(tmp_path)], capture_output=True, text=True, timeout=600
     )
