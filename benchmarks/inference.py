@@ -1,6 +1,7 @@
 """Inference at scale: downscale vs a bare torch forward, tiling, dask workers, memory.
 
 Run:  python benchmarks/inference.py [--out FILE] [--quick] [--big] [--parts 1,2,3,4]
+                                    [--json FILE]
       python benchmarks/inference.py --device cuda --scale-up 4 --workers 1,4 --out FILE
 
 Four measurements, side by side in one run; compare the ratios, not the absolute
@@ -48,7 +49,8 @@ steps of parts 1 and 3 by K (their work by K^3), and the output sizes of part 4 
 part 4 by 8 (0.25 to 2 GiB instead of 32 to 256 MiB). ``--parts`` runs some parts only.
 The default run takes 4 to 5 minutes on 2 CPU cores, and the GPU run above about 3 on an
 H200 with 16 cores; ``--quick`` (smaller sizes, one worker count) is a smoke test of
-every part, well under a minute.
+every part, well under a minute. ``--json FILE`` writes the measurements and the ratios
+that ``benchmarks/run_all.py`` collects (:func:`ratios`).
 """
 
 from __future__ import annotations
@@ -105,6 +107,11 @@ QUICK = {
 }
 DEFAULT_NET = {}  # the DL4DS default widths: n_filters=8, n_blocks=6
 SMALL_NET = {"n_filters": 2, "n_blocks": 1}
+# targets the project states: the overhead of downscale over a bare forward
+# (docs/benchmarks-inference.md), and tiled outputs equal to the untiled one to float32
+# rounding (part 2 above)
+OVERHEAD_TARGET = {"op": "<=", "value": 1.2, "source": "docs/benchmarks-inference.md"}
+TILE_DIFF_TARGET = {"op": "<=", "value": 1e-4, "source": "benchmarks/inference.py"}
 
 
 # -- models -----------------------------------------------------------------------------
@@ -475,6 +482,100 @@ def _size(nbytes: float) -> str:
     return f"{nbytes / 2**20:.{0 if nbytes >= 2**24 else 1}f} MiB"
 
 
+def ratios(results: dict) -> list[dict]:
+    """The ratios of a run, from the ``results`` of ``--json`` (parts that did not run
+    give none): `downscale` over the bare forward, tiled over untiled (and the largest
+    difference of their outputs), throughput of each dask cluster over the threaded
+    scheduler, and the peak memory of `to_zarr` as the output grows and against
+    `.compute()`."""
+    out = []
+    over = results.get("overhead")
+    if over:
+        t0 = over["times"]["bare"]
+        labels = {
+            "numpy": ("`downscale`, numpy input", OVERHEAD_TARGET),
+            "dask": ("`downscale`, dask input", OVERHEAD_TARGET),
+            "tiled_forward": ("`tiled_forward(tile=None)`", None),
+        }
+        for key, (label, target) in labels.items():
+            q = _ratios(over["times"][key], t0)
+            out.append(
+                {
+                    "name": f"{label} / bare forward",
+                    "compares": f"wall time of {label} over a bare torch loop on the same "
+                    f"{over['n']} time steps (median of {len(q)} interleaved rounds)",
+                    "value": _med(q),
+                    "range": [min(q), max(q)],
+                    "target": target,
+                }
+            )
+    tiles = results.get("tiling")
+    if tiles:
+        ut = tiles["times"]["untiled"]
+        for key, size in tiles["tiles"].items():
+            q = _ratios(tiles["times"][key], ut)
+            out.append(
+                {
+                    "name": f"tiled ({key} of the domain) / untiled",
+                    "compares": f"`downscale(tile={size})` over `tile=None`, halo "
+                    f"{tiles['halo'][0]}: the windows compute {tiles['cells'][key]:.2f} cells "
+                    "per cell kept",
+                    "value": _med(q),
+                    "range": [min(q), max(q)],
+                }
+            )
+        if tiles["diff"]:
+            out.append(
+                {
+                    "name": "tiled vs untiled output, max abs difference (K)",
+                    "compares": "largest difference of the tiled outputs from the untiled one "
+                    "(not a ratio: float32 rounding expected)",
+                    "value": max(tiles["diff"].values()),
+                    "target": TILE_DIFF_TARGET,
+                }
+            )
+    thr = results.get("workers") or []
+    if thr:
+        ref = min(thr[0]["warm"])
+        for r in thr[1:]:
+            out.append(
+                {
+                    "name": f"{r['label'].replace('`', '')} / threaded scheduler",
+                    "compares": f"samples/s of a warm `downscale(...).compute()` on "
+                    f"{r['layout']} workers x threads (torch threads {r['torch']}) over the "
+                    f"threaded scheduler ({thr[0]['layout']})",
+                    "value": ref / min(r["warm"]),
+                }
+            )
+    mem = [r for r in results.get("memory") or [] if "error" not in r]
+    zarr = sorted((r for r in mem if r["mode"] == "zarr"), key=lambda r: r["out_bytes"])
+    if len(zarr) > 1:
+        small, big = zarr[0], zarr[-1]
+        out.append(
+            {
+                "name": "to_zarr peak memory, largest / smallest output",
+                "compares": "growth of the peak resident memory while writing with "
+                f"`to_zarr`, {_size(big['out_bytes'])} over {_size(small['out_bytes'])} of "
+                f"output ({big['out_bytes'] / small['out_bytes']:.0f}x the output; 1: "
+                "bounded)",
+                "value": (big["peak"] - big["before"]) / (small["peak"] - small["before"]),
+            }
+        )
+    computed = [r for r in mem if r["mode"] == "compute"]
+    if zarr and computed:
+        c = computed[-1]
+        z = next((r for r in zarr if r["out_bytes"] == c["out_bytes"]), zarr[-1])
+        out.append(
+            {
+                "name": "to_zarr / compute peak memory",
+                "compares": "growth of the peak resident memory writing "
+                f"{_size(z['out_bytes'])} with `to_zarr` over computing it into memory",
+                "value": (z["peak"] - z["before"]) / (c["peak"] - c["before"]),
+            }
+        )
+    return out
+
+
 def table_overhead(over: dict, cfg: dict, gpu: bool, cache: dict) -> list[str]:
     b = cfg["batch"]
     lines = [
@@ -640,6 +741,9 @@ def main() -> None:
     )
     parser.add_argument("--parts", default="1,2,3,4", help="which parts to run (default all)")
     parser.add_argument(
+        "--json", type=Path, default=None, help="write the measurements and ratios here"
+    )
+    parser.add_argument(
         "--tf32",
         action="store_true",
         help="keep torch's TF32 default on CUDA (off otherwise: float32 rounding in part 2)",
@@ -655,9 +759,12 @@ def main() -> None:
     cores = os.cpu_count() or 1
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
-    shown = [a for a in sys.argv[1:] if not a.startswith("--out")]
-    if args.out and "--out" in sys.argv:
-        shown.remove(sys.argv[sys.argv.index("--out") + 1])
+    shown = list(sys.argv[1:])
+    for opt in ("--out", "--json"):  # where the results go is not part of the measurement
+        if opt in shown:
+            i = shown.index(opt)
+            del shown[i : i + 2]
+        shown = [a for a in shown if not a.startswith(opt)]
     command = " ".join(["python benchmarks/inference.py", *shown])
 
     # 4. first, while this process is small (its children report their own peak anyway)
@@ -723,6 +830,29 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     if args.out:
         args.out.write_text(text)
+    if args.json:
+        results = {
+            "config": cfg,
+            "n_params": n_params,
+            "overhead": over,
+            "tiling": tiles,
+            "workers": thr,
+            "memory": mem,
+        }
+        data = {
+            "benchmark": "inference",
+            "command": command,
+            "quick": args.quick,
+            "device": dev,
+            "seconds": total,
+            "load_average": load_before,
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "results": results,
+            "ratios": ratios(results),
+        }
+        args.json.write_text(json.dumps(data, indent=1, default=str) + "\n")
     print(text)
 
 

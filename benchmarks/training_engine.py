@@ -1,6 +1,7 @@
 """Training engine: batch loader vs training step, memory from a zarr store, DDP overhead.
 
 Run:  python benchmarks/training_engine.py [--out docs/benchmarks-training.md] [--quick]
+                                          [--json FILE]
 
 Three measurements, side by side in one run; compare the ratios, not the absolute
 numbers, which depend on the machine and on what else runs on it.
@@ -28,6 +29,8 @@ numbers, which depend on the machine and on what else runs on it.
 The whole run takes about 3 minutes on 2 CPU cores. ``--quick`` is a smoke test of every
 part (a 16 x 128 x 128 store, fewer batches, workers 0 and 2, no end-to-end column); it
 is dominated by starting processes that import torch, about a minute on 2 cores.
+``--json FILE`` writes the measurements and the ratios that ``benchmarks/run_all.py``
+collects (:func:`ratios`).
 """
 
 from __future__ import annotations
@@ -232,6 +235,73 @@ def time_end_to_end(step, arrays, n: int, workers: int) -> float:
 
 
 # -- report -----------------------------------------------------------------------------
+def ratios(results: dict) -> list[dict]:
+    """The ratios of a run, from the ``results`` of ``--json``.
+
+    Loader over training step (and end to end over the step) per worker count, the
+    memory of a lazy ``fit`` over an ``in_memory=True`` one, and two data-parallel
+    processes over one (training time and the whole ``fit`` call).
+    """
+    out = []
+    step = results["step_rate"]
+    for r in results["loader"]:
+        w = r["workers"]
+        out.append(
+            {
+                "name": f"loader / training step, {w} worker{'s' if w != 1 else ''}",
+                "compares": "samples/s read lazily from zarr by the patch loader with "
+                f"{w} worker process{'es' if w != 1 else ''} over samples/s of a training "
+                "step (above 1: the loader keeps up)",
+                "value": r["rate"] / step,
+            }
+        )
+    for r in results["end_to_end"]:
+        w = r["workers"]
+        out.append(
+            {
+                "name": f"end to end / training step, {w} worker{'s' if w != 1 else ''}",
+                "compares": "samples/s of training fed by the loader "
+                f"({w} worker{'s' if w != 1 else ''}) over samples/s of the step on batches "
+                "in memory",
+                "value": r["rate"] / step,
+            }
+        )
+    lazy, eager = results["memory"]["lazy"], results["memory"]["in_memory"]
+    if "error" not in lazy and "error" not in eager:
+        out += [
+            {
+                "name": "fit memory, lazy / in_memory (tracemalloc)",
+                "compares": "tracemalloc peak (numpy and Python allocations) of `fit` reading "
+                "the zarr store lazily over `fit(in_memory=True)`",
+                "value": lazy["traced"] / eager["traced"],
+            },
+            {
+                "name": "fit memory, lazy / in_memory (RSS growth)",
+                "compares": "growth of the peak resident memory during `fit`, lazy over "
+                "`in_memory=True` (torch's activations and optimizer state included)",
+                "value": (lazy["rss_peak"] - lazy["rss_before"])
+                / (eager["rss_peak"] - eager["rss_before"]),
+            },
+        ]
+    one, two = results["ddp"]["1"], results["ddp"]["2"]
+    if "error" not in one and "error" not in two:
+        out += [
+            {
+                "name": "data-parallel / single process, training",
+                "compares": '`fit(devices=2, device="cpu")` over `fit(device="cpu")`: sum of '
+                "the epoch durations, same global batch and steps",
+                "value": two["train"] / one["train"],
+            },
+            {
+                "name": "data-parallel / single process, whole `fit`",
+                "compares": "the same, wall time of the whole `fit` call (spawning the "
+                "processes and handing the model back included)",
+                "value": two["wall"] / one["wall"],
+            },
+        ]
+    return out
+
+
 def _fmt(v: float, digits: int = 1) -> str:
     return f"{v:.{digits}f}"
 
@@ -239,6 +309,9 @@ def _fmt(v: float, digits: int = 1) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="write Markdown tables here")
+    parser.add_argument(
+        "--json", type=Path, default=None, help="write the measurements and ratios here"
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -389,6 +462,41 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     if args.out:
         args.out.write_text(text)
+    if args.json:
+        results = {
+            "store": {**sizes, "disk_mib": store_mib, "tas_mib": tas_mib},
+            "batch": BATCH,
+            "patch": PATCH,
+            "scale": SCALE,
+            "n_params": n_params,
+            "loader": [{"workers": w, **loader[w]} for w in cfg["workers"]],
+            "step_rate": step_rate,
+            "end_to_end": [{"workers": w, "rate": e2e[w]} for w in e2e],
+            "memory": {"lazy": memory[False], "in_memory": memory[True]},
+            "ddp": {str(k): v for k, v in ddp.items()},
+        }
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "benchmark": "training",
+                    "command": "python benchmarks/training_engine.py"
+                    + (" --quick" if args.quick else ""),
+                    "quick": args.quick,
+                    "device": "cpu",
+                    "seconds": total,
+                    "load_average": load_before,
+                    "torch": torch.__version__,
+                    "threads": torch.get_num_threads(),
+                    "python": platform.python_version(),
+                    "config": cfg,
+                    "results": results,
+                    "ratios": ratios(results),
+                },
+                indent=1,
+                default=str,
+            )
+            + "\n"
+        )
     print(text)
 
 
