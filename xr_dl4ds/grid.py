@@ -596,26 +596,13 @@ def highres_bounds(
            [45., 50.]])
     """
     scale = check_scale(scale)
-    ydim, xdim = get_spatial_dims(obj, spatial_dims)
     variables: Mapping[Hashable, xr.Variable] = (
         obj.coords.variables if isinstance(obj, xr.DataArray) else obj.variables
     )
     out: dict[Hashable, xr.Variable] = {}
-    for dim in (ydim, xdim):
-        if dim not in obj.coords:
-            continue
-        name = _bounds_name(obj[dim])
-        if name is None or name not in variables:
-            continue
-        b = variables[name]
-        if b.ndim != 2 or dim not in b.dims:
-            continue
-        vdim = next(d for d in b.dims if d != dim)
-        if b.sizes[vdim] != 2:
-            continue
-        b = b.transpose(dim, vdim)
-        data = refine_bounds(b.data, scale)
-        out[name] = xr.Variable((dim, vdim), data, attrs=b.attrs)
+    for name, (dim, vdim) in _spatial_bounds(obj, get_spatial_dims(obj, spatial_dims)).items():
+        b = variables[name].transpose(dim, vdim)
+        out[name] = xr.Variable((dim, vdim), refine_bounds(b.data, scale), attrs=b.attrs)
     return out
 
 
