@@ -626,7 +626,9 @@ PAIR_CASES = [
         lambda: xr_dl4ds.pair(
             _hr(),
             scale=4,
-            predictors=_predictor()[["psl"]].convert_calendar("360_day", use_cftime=True, align_on="year"),
+            predictors=_predictor()[["psl"]].convert_calendar(
+                "360_day", use_cftime=True, align_on="year"
+            ),
         ),
         DataError,
         (r"predictor 'psl' uses '360_day'", r"convert_calendar"),
