@@ -352,6 +352,11 @@ class ValueSummary:
     def std(self) -> float:
         return math.sqrt(max(self.total_sq / self.count - self.mean**2, 0.0))
 
+    @property
+    def constant(self) -> bool:
+        """No variation beyond float64 rounding of the mean."""
+        return not self.std > 1e-12 * max(1.0, abs(self.mean))
+
 
 def value_summary(fields: Iterable[tuple[str, str, xr.DataArray]]) -> dict[str, ValueSummary]:
     """One pass (one ``dask.compute``) over ``(key, role, field)`` triples: counts of
@@ -426,7 +431,7 @@ def _check_values(s: ValueSummary, da: xr.DataArray) -> None:
             f"their physical value, e.g. obj[{s.name!r}].fillna(0) for orography or a "
             "land fraction over the sea."
         )
-    if s.role == "target" and not s.std > 1e-12 * max(1.0, abs(s.mean)):
+    if s.role == "target" and s.constant:
         raise DataError(
             f"{what} is constant ({s.mean:.6g} {da.attrs.get('units', '')}".rstrip()
             + ") over the training period: there is nothing to learn. Allowed: a target "

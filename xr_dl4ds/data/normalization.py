@@ -131,10 +131,9 @@ def compute_stats(
 def stats_from_summary(summary: Any, units: str | None) -> VariableStats:
     """The :class:`VariableStats` of a :class:`~xr_dl4ds.data.checks.ValueSummary`: its
     mean and standard deviation, ``std = 1`` for a constant field."""
-    std = summary.std
-    if not std > 1e-12 * max(1.0, abs(summary.mean)):
-        std = 1.0
-    return VariableStats(mean=summary.mean, std=std, units=units)
+    return VariableStats(
+        mean=summary.mean, std=1.0 if summary.constant else summary.std, units=units
+    )
 
 
 def normalize(da: xr.DataArray, stats: VariableStats) -> xr.DataArray:

@@ -308,10 +308,6 @@ def _check_variable(
     check_units(da, role=role, required=True)
 
 
-def _declares_fill(da: xr.DataArray) -> bool:
-    return "_FillValue" in da.attrs or "missing_value" in da.attrs
-
-
 def _to_units_of(lr: xr.DataArray, hr: xr.DataArray) -> xr.DataArray:
     """MOS: the low-resolution target in the units of the high-resolution one (lazy)."""
     from .normalization import convert_units
@@ -463,9 +459,12 @@ def pair(
         _check_variable(ds[n], "target", (tdim, *spatial), tdim)
     ds = trim_to_scale(ds, scale, spatial_dims=spatial)
     highres = ds[targets]
-    declared = {n: highres[n] for n in targets if _declares_fill(highres[n])}
-    if declared:  # data with _FillValue/missing_value attributes: those cells are missing
-        highres = highres.assign({n: mask_declared_fill(da) for n, da in declared.items()})
+    # cells equal to a _FillValue/missing_value attribute are missing; only the variables
+    # that change are assigned back (assigning a MultiIndex-stacked one again warns)
+    masked = {n: (da, mask_declared_fill(da)) for n, da in highres.data_vars.items()}
+    changed = {n: m for n, (da, m) in masked.items() if m is not da}
+    if changed:
+        highres = highres.assign(changed)
 
     # static fields
     if isinstance(static, (xr.DataArray, xr.Dataset)):
